@@ -1,0 +1,234 @@
+/*
+ * rlm_rust_shim.c - the only C in rlm_rust.
+ *
+ * It owns what must come from FreeRADIUS' own headers: the module_t (whose magic number
+ * has to match the running server), the CONF_PARSER table, and the pair/log calls that
+ * are macros. Everything else happens in Rust behind include/rlm_rust.h. This file holds
+ * no policy: it copies attributes in, maps the verdict out, and (in post-auth) makes a
+ * reject a real EAP-Failure.
+ */
+#include <freeradius-devel/build.h>
+#include <freeradius-devel/radiusd.h>
+#include <freeradius-devel/modules.h>
+
+#include "rlm_rust.h"
+
+/* TLS-Client-Cert-Subject-Alt-Name-Dns can repeat; more than this many SANs is not a device. */
+#define MAX_SAN_DNS 32
+
+/* MS-MPPE-Send-Key / -Recv-Key (vendor Microsoft, 311). */
+#define VENDOR_MICROSOFT 311
+#define MS_MPPE_SEND_KEY 16
+#define MS_MPPE_RECV_KEY 17
+
+#define EAP_CODE_SUCCESS 3
+#define EAP_CODE_FAILURE 4
+
+typedef struct rlm_rust_t {
+	char const *name;
+	char const *trust_map;
+	struct timeval reload_interval;
+	bool eap_failure_on_reject;
+	rlm_rust_instance *core;
+} rlm_rust_t;
+
+static const CONF_PARSER module_config[] = {
+	{ "trust_map", FR_CONF_OFFSET(PW_TYPE_STRING | PW_TYPE_REQUIRED, rlm_rust_t, trust_map), NULL },
+	{ "reload_interval", FR_CONF_OFFSET(PW_TYPE_TIMEVAL, rlm_rust_t, reload_interval), "1.0" },
+	{ "eap_failure_on_reject", FR_CONF_OFFSET(PW_TYPE_BOOLEAN, rlm_rust_t, eap_failure_on_reject), "yes" },
+	CONF_PARSER_TERMINATOR
+};
+
+static void host_log(rlm_rust_log_level level, char const *msg)
+{
+	switch (level) {
+	case RLM_RUST_LOG_ERROR: radlog(L_ERR, "%s", msg); break;
+	case RLM_RUST_LOG_WARN: radlog(L_WARN, "%s", msg); break;
+	case RLM_RUST_LOG_INFO: radlog(L_INFO, "%s", msg); break;
+	default: DEBUG("%s", msg); break;
+	}
+}
+
+static const rlm_rust_host host = { .log = host_log };
+
+static int mod_instantiate(CONF_SECTION *conf, void *instance)
+{
+	rlm_rust_t *inst = instance;
+	rlm_rust_config config;
+
+	inst->name = cf_section_name2(conf);
+	if (!inst->name) inst->name = cf_section_name1(conf);
+
+	if (rlm_rust_init(&host) != 0) {
+		cf_log_err_cs(conf, "rlm_rust: failed to initialise the Rust core");
+		return -1;
+	}
+
+	config.instance_name = inst->name;
+	config.trust_map = inst->trust_map;
+	config.reload_interval_ms = (uint32_t)(inst->reload_interval.tv_sec * 1000 +
+					       inst->reload_interval.tv_usec / 1000);
+
+	inst->core = rlm_rust_instantiate(&config);
+	if (!inst->core) {
+		cf_log_err_cs(conf, "rlm_rust: instance %s failed to start (see the log above)", inst->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int mod_detach(void *instance)
+{
+	rlm_rust_t *inst = instance;
+
+	rlm_rust_detach(inst->core);
+	inst->core = NULL;
+	return 0;
+}
+
+/* ---- request <-> rlm_rust_request ------------------------------------------------------ */
+
+static rlm_rust_str attr_str(VALUE_PAIR *vps, unsigned int attr)
+{
+	rlm_rust_str s = { NULL, 0 };
+	VALUE_PAIR *vp = fr_pair_find_by_num(vps, attr, 0, TAG_ANY);
+
+	if (vp && (vp->da->type == PW_TYPE_STRING)) {
+		s.ptr = vp->vp_strvalue;
+		s.len = vp->vp_length;
+	}
+	return s;
+}
+
+static int sink_add_pair(void *ctx, char const *attr, char const *value)
+{
+	REQUEST *request = ctx;
+
+	if (!pair_make_reply(attr, value, T_OP_SET)) {
+		REDEBUG("rust: cannot add reply attribute %s: %s", attr, fr_strerror());
+		return -1;
+	}
+	return 0;
+}
+
+static void sink_set_reason(void *ctx, char const *reason)
+{
+	REQUEST *request = ctx;
+
+	REDEBUG("%s", reason);	/* also sets Module-Failure-Message */
+	pair_make_reply("Reply-Message", reason, T_OP_SET);
+}
+
+static void sink_log(void *ctx, rlm_rust_log_level level, char const *msg)
+{
+	REQUEST *request = ctx;
+
+	if (level <= RLM_RUST_LOG_WARN) RWARN("%s", msg);
+	else if (level == RLM_RUST_LOG_INFO) RINFO("%s", msg);
+	else RDEBUG("%s", msg);
+}
+
+static rlm_rust_verdict check_request(rlm_rust_t const *inst, REQUEST *request)
+{
+	VALUE_PAIR *vps = request->packet->vps;
+	rlm_rust_str sans[MAX_SAN_DNS];
+	size_t n_san = 0;
+	vp_cursor_t cursor;
+	VALUE_PAIR *vp;
+	rlm_rust_request req;
+	rlm_rust_sink sink = {
+		.ctx = request, .add_pair = sink_add_pair, .set_reason = sink_set_reason, .log = sink_log,
+	};
+
+	for (vp = fr_cursor_init(&cursor, &request->packet->vps);
+	     (vp = fr_cursor_next_by_num(&cursor, PW_TLS_CLIENT_CERT_SUBJECT_ALT_NAME_DNS, 0, TAG_ANY)) &&
+	     (n_san < MAX_SAN_DNS);) {
+		sans[n_san].ptr = vp->vp_strvalue;
+		sans[n_san].len = vp->vp_length;
+		n_san++;
+	}
+
+	req.user_name = attr_str(vps, PW_USER_NAME);
+	req.called_station_id = attr_str(vps, PW_CALLED_STATION_ID);
+	req.client_serial = attr_str(vps, PW_TLS_CLIENT_CERT_SERIAL);
+	req.client_subject = attr_str(vps, PW_TLS_CLIENT_CERT_SUBJECT);
+	req.client_issuer = attr_str(vps, PW_TLS_CLIENT_CERT_ISSUER);
+	req.client_valid_since = attr_str(vps, PW_TLS_CLIENT_CERT_VALID_SINCE);
+	req.client_expiration = attr_str(vps, PW_TLS_CLIENT_CERT_EXPIRATION);
+	req.client_authority_key_id = attr_str(vps, PW_TLS_CLIENT_CERT_X509V3_AUTHORITY_KEY_IDENTIFIER);
+	req.client_san_dns = sans;
+	req.client_san_dns_count = n_san;
+	req.issuer_serial = attr_str(vps, PW_TLS_CERT_SERIAL);
+	req.issuer_subject = attr_str(vps, PW_TLS_CERT_SUBJECT);
+	req.issuer_issuer = attr_str(vps, PW_TLS_CERT_ISSUER);
+	req.issuer_valid_since = attr_str(vps, PW_TLS_CERT_VALID_SINCE);
+	req.issuer_expiration = attr_str(vps, PW_TLS_CERT_EXPIRATION);
+
+	return rlm_rust_check(inst->core, &req, &sink);
+}
+
+/*
+ * A post-auth reject must not leave EAP-Success in the Access-Reject (research/freeradius.md):
+ * rewrite the EAP code to Failure and strip the keying material so no session key leaves us.
+ */
+static void make_eap_failure(REQUEST *request)
+{
+	VALUE_PAIR *vp = fr_pair_find_by_num(request->reply->vps, PW_EAP_MESSAGE, 0, TAG_ANY);
+	DICT_ATTR const *da;
+
+	if (vp && (vp->vp_length >= 4) && (vp->vp_octets[0] == EAP_CODE_SUCCESS)) {
+		uint8_t eap[4];
+
+		memcpy(eap, vp->vp_octets, sizeof(eap));
+		eap[0] = EAP_CODE_FAILURE;
+		eap[2] = 0;
+		eap[3] = 4;
+		fr_pair_value_memcpy(vp, eap, sizeof(eap));
+		RDEBUG("rust: rewrote EAP-Success to EAP-Failure in the reject");
+	}
+	fr_pair_delete_by_num(&request->reply->vps, MS_MPPE_SEND_KEY, VENDOR_MICROSOFT, TAG_ANY);
+	fr_pair_delete_by_num(&request->reply->vps, MS_MPPE_RECV_KEY, VENDOR_MICROSOFT, TAG_ANY);
+	da = dict_attrbyname("EAP-MSK");
+	if (da) fr_pair_delete_by_num(&request->reply->vps, da->attr, da->vendor, TAG_ANY);
+	da = dict_attrbyname("EAP-EMSK");
+	if (da) fr_pair_delete_by_num(&request->reply->vps, da->attr, da->vendor, TAG_ANY);
+}
+
+static rlm_rcode_t rcode_of(rlm_rust_verdict verdict)
+{
+	switch (verdict) {
+	case RLM_RUST_ACCEPT: return RLM_MODULE_OK;
+	case RLM_RUST_REJECT: return RLM_MODULE_REJECT;
+	default: return RLM_MODULE_FAIL;
+	}
+}
+
+/* In the check-eap-tls virtual server: a reject here becomes a real EAP-Failure. */
+static rlm_rcode_t CC_HINT(nonnull) mod_authorize(void *instance, REQUEST *request)
+{
+	return rcode_of(check_request(instance, request));
+}
+
+static rlm_rcode_t CC_HINT(nonnull) mod_post_auth(void *instance, REQUEST *request)
+{
+	rlm_rust_t const *inst = instance;
+	rlm_rust_verdict verdict = check_request(inst, request);
+
+	if ((verdict != RLM_RUST_ACCEPT) && inst->eap_failure_on_reject) make_eap_failure(request);
+	return rcode_of(verdict);
+}
+
+extern module_t rlm_rust;
+module_t rlm_rust = {
+	.magic = RLM_MODULE_INIT,
+	.name = "rust",
+	.type = RLM_TYPE_THREAD_SAFE | RLM_TYPE_HUP_SAFE,
+	.inst_size = sizeof(rlm_rust_t),
+	.config = module_config,
+	.instantiate = mod_instantiate,
+	.detach = mod_detach,
+	.methods = {
+		[MOD_AUTHORIZE] = mod_authorize,
+		[MOD_POST_AUTH] = mod_post_auth,
+	},
+};

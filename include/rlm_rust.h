@@ -1,0 +1,108 @@
+/*
+ * rlm_rust.h - the one contract between the C shim (csrc/rlm_rust_shim.c) and the Rust core.
+ *
+ * bindgen generates the Rust side of every type here, so C and Rust cannot disagree on a
+ * layout. Only plain data crosses: byte strings with explicit lengths (never assumed to be
+ * NUL-terminated), counts, and function pointers the C side owns. Rust never calls a
+ * FreeRADIUS symbol directly; it calls back through rlm_rust_host / rlm_rust_sink, which
+ * keeps the Rust library linkable (tests, CLI) without radiusd.
+ */
+#ifndef RLM_RUST_H
+#define RLM_RUST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A borrowed byte string. ptr may be NULL when len is 0 (attribute absent). */
+typedef struct rlm_rust_str {
+	char const *ptr;
+	size_t len;
+} rlm_rust_str;
+
+/* Log levels the host understands (mapped to FreeRADIUS L_ERR/L_WARN/L_INFO/L_DBG). */
+typedef enum rlm_rust_log_level {
+	RLM_RUST_LOG_ERROR = 1,
+	RLM_RUST_LOG_WARN = 2,
+	RLM_RUST_LOG_INFO = 3,
+	RLM_RUST_LOG_DEBUG = 4,
+} rlm_rust_log_level;
+
+/* Services radiusd offers the core. Valid for the whole process lifetime. */
+typedef struct rlm_rust_host {
+	/* msg is NUL-terminated; the host copies it. */
+	void (*log)(rlm_rust_log_level level, char const *msg);
+} rlm_rust_host;
+
+/* Instance configuration, parsed by radiusd's CONF_PARSER (see raddb/mods-available/rust). */
+typedef struct rlm_rust_config {
+	char const *instance_name;	/* "rust", "guests", ... */
+	char const *trust_map;		/* path of the trust map snapshot (JSON) */
+	uint32_t reload_interval_ms;	/* how often the file watcher polls trust_map */
+} rlm_rust_config;
+
+/* The attributes of one request that the check reads (absent attribute: len 0). */
+typedef struct rlm_rust_request {
+	rlm_rust_str user_name;
+	rlm_rust_str called_station_id;
+
+	/* Depth 0: the client certificate (TLS-Client-Cert-*). */
+	rlm_rust_str client_serial;
+	rlm_rust_str client_subject;
+	rlm_rust_str client_issuer;
+	rlm_rust_str client_valid_since;
+	rlm_rust_str client_expiration;
+	rlm_rust_str client_authority_key_id;
+	rlm_rust_str const *client_san_dns;	/* every TLS-Client-Cert-Subject-Alt-Name-Dns */
+	size_t client_san_dns_count;
+
+	/* Depth 1: the issuing CA as FreeRADIUS reports it (TLS-Cert-*). */
+	rlm_rust_str issuer_serial;
+	rlm_rust_str issuer_subject;
+	rlm_rust_str issuer_issuer;
+	rlm_rust_str issuer_valid_since;
+	rlm_rust_str issuer_expiration;
+} rlm_rust_request;
+
+/* Where one request's verdict side effects go (ctx is the REQUEST). Strings are
+ * NUL-terminated and copied by the host. */
+typedef struct rlm_rust_sink {
+	void *ctx;
+	/* Add attr := value to the reply (accept only). Returns 0 on success. */
+	int (*add_pair)(void *ctx, char const *attr, char const *value);
+	/* The reason of a reject: becomes Module-Failure-Message and Reply-Message. */
+	void (*set_reason)(void *ctx, char const *reason);
+	/* A request-scoped log line (the one-line decision record). */
+	void (*log)(void *ctx, rlm_rust_log_level level, char const *msg);
+} rlm_rust_sink;
+
+typedef enum rlm_rust_verdict {
+	RLM_RUST_ACCEPT = 0,	/* -> RLM_MODULE_OK (or UPDATED when reply pairs were added) */
+	RLM_RUST_REJECT = 1,	/* -> RLM_MODULE_REJECT */
+	RLM_RUST_FAIL = 2,	/* internal error (caught panic, bad handle) -> RLM_MODULE_FAIL */
+} rlm_rust_verdict;
+
+/* Opaque per-instance state owned by Rust. */
+typedef struct rlm_rust_instance rlm_rust_instance;
+
+/* Called once per process before any instance; installs the log bridge. Returns 0 on success. */
+int rlm_rust_init(rlm_rust_host const *host);
+
+/* Creates an instance (starts its background thread). NULL on failure (already logged). */
+rlm_rust_instance *rlm_rust_instantiate(rlm_rust_config const *config);
+
+/* Decides one request. Never blocks on I/O; reads only an immutable snapshot. */
+rlm_rust_verdict rlm_rust_check(rlm_rust_instance const *inst, rlm_rust_request const *request,
+				rlm_rust_sink const *sink);
+
+/* Stops the background thread and frees the instance. NULL is ignored. */
+void rlm_rust_detach(rlm_rust_instance *inst);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RLM_RUST_H */

@@ -1,0 +1,143 @@
+//! One configured module instance (`rust { }`, `rust guests { }`): its snapshot, its
+//! background thread, and the request entry that turns a decision into one log line.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::check::{self, ssid_of, Decision, Request};
+use crate::watch::{SnapshotCell, Watcher};
+
+/// Settings from the instance's `rust { }` section.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub trust_map: PathBuf,
+    pub reload_interval: Duration,
+}
+
+/// What the request path reports back, besides the decision.
+pub struct Outcome<'m> {
+    pub decision: Decision<'m>,
+    /// The one-line decision record (name, SSID, result, reason, microseconds).
+    pub log_line: String,
+}
+
+pub struct Instance {
+    label: String,
+    snapshot: Arc<SnapshotCell>,
+    watcher: Watcher,
+}
+
+/// Shortest interval accepted: polling a file faster than this buys nothing.
+const MIN_RELOAD: Duration = Duration::from_millis(50);
+
+impl Instance {
+    pub fn start(config: Config) -> std::io::Result<Instance> {
+        let label = format!("rlm_rust[{}]", config.name);
+        let snapshot = Arc::new(SnapshotCell::default());
+        let interval = config.reload_interval.max(MIN_RELOAD);
+        let watcher = Watcher::start(label.clone(), config.trust_map, snapshot.clone(), interval)?;
+        Ok(Instance {
+            label,
+            snapshot,
+            watcher,
+        })
+    }
+
+    pub fn snapshot(&self) -> &SnapshotCell {
+        &self.snapshot
+    }
+
+    /// Decides `req` and hands the outcome to `effects` while the snapshot is borrowed.
+    pub fn decide<R>(&self, req: &Request<'_>, effects: impl FnOnce(&Outcome<'_>) -> R) -> R {
+        let started = Instant::now();
+        let guard = self.snapshot.load();
+        let decision = check::check(guard.as_deref(), req);
+        let micros = started.elapsed().as_micros();
+        let outcome = Outcome {
+            log_line: self.log_line(req, &decision, micros),
+            decision,
+        };
+        effects(&outcome)
+    }
+
+    fn log_line(&self, req: &Request<'_>, decision: &Decision<'_>, micros: u128) -> String {
+        let mut line = String::with_capacity(160);
+        let result = match decision {
+            Decision::Accept { .. } => "accept",
+            Decision::Reject(_) => "reject",
+        };
+        let _ = write!(line, "{}: {result} name=", self.label);
+        push_escaped(&mut line, req.user_name.unwrap_or("-"));
+        line.push_str(" ssid=");
+        push_escaped(
+            &mut line,
+            req.called_station_id.and_then(ssid_of).unwrap_or("-"),
+        );
+        if let Decision::Reject(reason) = decision {
+            let _ = write!(line, " reason={reason}");
+        }
+        let _ = write!(line, " ({micros} us)");
+        line
+    }
+
+    pub fn stop(&mut self) {
+        self.watcher.stop();
+    }
+}
+
+/// Attacker-controlled text goes into logs escaped and bounded.
+fn push_escaped(out: &mut String, text: &str) {
+    const MAX: usize = 256;
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            // Spaces too: the record is `key=value` separated by spaces.
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_line_escapes_and_bounds_hostile_names() {
+        let mut s = String::new();
+        push_escaped(&mut s, "a b\n\u{1b}[31m");
+        assert_eq!(s, "a\\u{20}b\\u{a}\\u{1b}[31m");
+        let mut s = String::new();
+        push_escaped(&mut s, &"x".repeat(1000));
+        assert_eq!(s.len(), 259);
+    }
+
+    #[test]
+    fn an_instance_without_a_map_rejects_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inst = Instance::start(Config {
+            name: "t".into(),
+            trust_map: dir.path().join("absent.json"),
+            reload_interval: Duration::from_millis(10),
+        })
+        .unwrap();
+        let req = Request {
+            user_name: Some("car54._device.cars.example"),
+            called_station_id: Some("00-00-00-00-00-01:SSID1"),
+            ..Default::default()
+        };
+        let line = inst.decide(&req, |o| {
+            assert_eq!(o.decision, Decision::Reject(check::Reason::NoTrustMap));
+            o.log_line.clone()
+        });
+        assert!(line.starts_with("rlm_rust[t]: reject name=car54._device.cars.example ssid=SSID1 reason=no trust map loaded ("));
+        inst.stop();
+    }
+}

@@ -1,0 +1,17 @@
+//! rlm_rust: admit EAP-TLS devices by the DNS name that publishes their certificate.
+//!
+//! Data flows one way: policy + published certificates -> [`trustmap::TrustMap`] snapshot
+//! -> [`check::check`] on every request. The request path only reads an immutable
+//! snapshot; everything that does I/O lives in [`watch`] (and, later, the DNS sync).
+//! [`ffi`] is the thin boundary radiusd calls through the C shim.
+
+pub mod check;
+pub mod ffi;
+pub mod instance;
+pub mod logging;
+pub mod name;
+pub mod pki;
+pub mod policy;
+pub mod presented;
+pub mod trustmap;
+pub mod watch;

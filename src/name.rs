@@ -1,0 +1,172 @@
+//! Device identity names (`car54._device.cars.example`).
+//!
+//! A name arrives from attackers (User-Name) and from operators (policy files), so it is
+//! validated once, normalised (lower case, no trailing dot) and then compared as bytes.
+
+use std::fmt;
+
+/// Longest presentation-form DNS name without the trailing dot (RFC 1035 limit).
+pub const MAX_NAME_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
+
+/// Why a string is not a device identity name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    TooLong(usize),
+    EmptyLabel,
+    LabelTooLong(String),
+    BadCharacter(char),
+    HyphenAtLabelEdge(String),
+    SingleLabel,
+    IpAddress,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => write!(f, "empty name"),
+            NameError::TooLong(n) => write!(f, "name is {n} bytes, longer than {MAX_NAME_LEN}"),
+            NameError::EmptyLabel => write!(f, "empty label (two dots in a row, or a leading dot)"),
+            NameError::LabelTooLong(l) => {
+                write!(f, "label {l:?} is longer than {MAX_LABEL_LEN} bytes")
+            }
+            NameError::BadCharacter(c) => write!(f, "character {c:?} is not allowed in a DNS name"),
+            NameError::HyphenAtLabelEdge(l) => write!(f, "label {l:?} starts or ends with '-'"),
+            NameError::SingleLabel => write!(f, "a device name needs at least two labels"),
+            NameError::IpAddress => write!(f, "an IP address is not a device name"),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Validates `input` as a device name and returns its normalised form.
+///
+/// Allowed: letters, digits, '-' inside labels and '_' (DANE uses `_device`), at least two
+/// labels. One trailing dot is accepted and removed; case is folded to lower case.
+pub fn normalize(input: &str) -> Result<String, NameError> {
+    let mut buf = [0u8; MAX_NAME_LEN];
+    normalize_into(input, &mut buf).map(str::to_owned)
+}
+
+/// Like [`normalize`] but writes into a caller buffer, so the request path never allocates.
+pub fn normalize_into<'b>(
+    input: &str,
+    buf: &'b mut [u8; MAX_NAME_LEN],
+) -> Result<&'b str, NameError> {
+    let trimmed = input.strip_suffix('.').unwrap_or(input);
+    if trimmed.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if trimmed.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong(trimmed.len()));
+    }
+    let mut labels = 0;
+    let mut all_numeric = true;
+    for label in trimmed.split('.') {
+        labels += 1;
+        if label.is_empty() {
+            return Err(NameError::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(NameError::LabelTooLong(label.to_owned()));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(NameError::BadCharacter(c));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(NameError::HyphenAtLabelEdge(label.to_owned()));
+        }
+        all_numeric &= label.bytes().all(|b| b.is_ascii_digit());
+    }
+    if all_numeric {
+        return Err(NameError::IpAddress);
+    }
+    if labels < 2 {
+        return Err(NameError::SingleLabel);
+    }
+    let out = &mut buf[..trimmed.len()];
+    out.copy_from_slice(trimmed.as_bytes());
+    out.make_ascii_lowercase();
+    // Only ASCII was accepted above, so this cannot fail.
+    std::str::from_utf8(out).map_err(|_| NameError::BadCharacter('?'))
+}
+
+/// The host that serves a PKIX-CD name's CA certificates: the labels right of the first
+/// `_label`, underscore dropped (`car54._device.cars.example` -> `device.cars.example`).
+pub fn authority_host(name: &str) -> Option<String> {
+    let mut labels = name.split('.');
+    for label in labels.by_ref() {
+        if let Some(rest) = label.strip_prefix('_') {
+            let tail: Vec<&str> = labels.collect();
+            if rest.is_empty() || tail.is_empty() {
+                return None;
+            }
+            return Some(format!("{rest}.{}", tail.join(".")));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case_and_trailing_dot() {
+        assert_eq!(
+            normalize("Car54._Device.Cars.Example.").unwrap(),
+            "car54._device.cars.example"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert_eq!(normalize(""), Err(NameError::Empty));
+        assert_eq!(normalize("."), Err(NameError::Empty));
+        assert_eq!(normalize("a..b"), Err(NameError::EmptyLabel));
+        assert_eq!(normalize(".a.b"), Err(NameError::EmptyLabel));
+        assert_eq!(
+            normalize("dev 1.example.net"),
+            Err(NameError::BadCharacter(' '))
+        );
+        assert_eq!(
+            normalize("dev1/x.example"),
+            Err(NameError::BadCharacter('/'))
+        );
+        assert_eq!(normalize("192.168.1.10"), Err(NameError::IpAddress));
+        assert_eq!(normalize("localhost"), Err(NameError::SingleLabel));
+        assert_eq!(
+            normalize("-a.example"),
+            Err(NameError::HyphenAtLabelEdge("-a".into()))
+        );
+        assert!(matches!(
+            normalize(&format!("{}.example", "a".repeat(64))),
+            Err(NameError::LabelTooLong(_))
+        ));
+        let long = vec!["abcdefghi"; 30].join(".");
+        assert!(matches!(normalize(&long), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            normalize("caf\u{e9}.example"),
+            Err(NameError::BadCharacter(_))
+        ));
+    }
+
+    #[test]
+    fn authority_host_drops_the_underscore_label() {
+        assert_eq!(
+            authority_host("car54._device.cars.example").as_deref(),
+            Some("device.cars.example")
+        );
+        assert_eq!(
+            authority_host("a.b._device.example.net").as_deref(),
+            Some("device.example.net")
+        );
+        assert_eq!(authority_host("car54.device.cars.example"), None);
+        assert_eq!(authority_host("car54._device"), None);
+    }
+}

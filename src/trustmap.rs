@@ -1,0 +1,381 @@
+//! The trust map: one immutable snapshot of "which names may join which SSID, and which
+//! certificates DNS publishes for each name".
+//!
+//! Built off the request path (by the sync, the file watcher or the operator CLI), then
+//! shared read-only behind an `Arc`. Persisted as versioned JSON, always written to a
+//! temporary name and renamed, so a reader never sees half a file.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::name;
+use crate::pki::Pin;
+use crate::policy::{Policy, ReplyAttr};
+
+/// Written in every snapshot; a file with another format string is not ours.
+pub const FORMAT: &str = "rlm_rust-trustmap";
+/// The snapshot layout version this build reads and writes.
+pub const VERSION: u32 = 1;
+
+/// What is known about one name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameEntry {
+    pub pins: Vec<Pin>,
+}
+
+/// The on-disk form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotFile {
+    format: String,
+    version: u32,
+    generation: u64,
+    generated_at: i64,
+    policy: Policy,
+    names: BTreeMap<String, NameEntry>,
+}
+
+/// A role as the request path needs it: O(1) membership.
+#[derive(Debug, Clone, Default)]
+pub struct RoleView {
+    members: HashSet<String>,
+    pub reply: Vec<ReplyAttr>,
+}
+
+impl RoleView {
+    pub fn allows(&self, name: &str) -> bool {
+        self.members.contains(name)
+    }
+}
+
+/// An immutable snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct TrustMap {
+    pub generation: u64,
+    pub generated_at: i64,
+    ssids: HashMap<String, RoleView>,
+    names: HashMap<String, NameEntry>,
+    // Kept for re-serialisation and reports (the sync rewrites the file from it).
+    policy: Policy,
+}
+
+/// Why a snapshot file was refused.
+#[derive(Debug)]
+pub struct LoadError {
+    pub file: String,
+    pub reason: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file, self.reason)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl TrustMap {
+    /// Builds a snapshot from a policy and the pins found for its names. Pins of names
+    /// the policy does not list are dropped: only allowed names are ever trusted.
+    pub fn new(
+        policy: Policy,
+        mut names: BTreeMap<String, NameEntry>,
+        generation: u64,
+        generated_at: i64,
+    ) -> TrustMap {
+        let allowed = policy
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<HashSet<_>>();
+        names.retain(|n, e| allowed.contains(n) && !e.pins.is_empty());
+        let ssids = policy
+            .ssids
+            .iter()
+            .map(|(ssid, role)| {
+                (
+                    ssid.clone(),
+                    RoleView {
+                        members: role.members.iter().cloned().collect(),
+                        reply: role.reply.clone(),
+                    },
+                )
+            })
+            .collect();
+        TrustMap {
+            generation,
+            generated_at,
+            ssids,
+            names: names.into_iter().collect(),
+            policy,
+        }
+    }
+
+    pub fn role(&self, ssid: &str) -> Option<&RoleView> {
+        self.ssids.get(ssid)
+    }
+
+    pub fn pins(&self, name: &str) -> &[Pin] {
+        self.names
+            .get(name)
+            .map(|e| e.pins.as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn pin_count(&self) -> usize {
+        self.names.values().map(|e| e.pins.len()).sum()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &NameEntry)> {
+        self.names.iter()
+    }
+
+    pub fn to_json(&self) -> String {
+        let file = SnapshotFile {
+            format: FORMAT.into(),
+            version: VERSION,
+            generation: self.generation,
+            generated_at: self.generated_at,
+            policy: self.policy.clone(),
+            names: self
+                .names
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        serde_json::to_string_pretty(&file).unwrap_or_default()
+    }
+
+    /// Parses and validates a snapshot. `file` names the source in errors.
+    pub fn from_json(text: &str, file: &str) -> Result<TrustMap, LoadError> {
+        let err = |reason: String| LoadError {
+            file: file.into(),
+            reason,
+        };
+        let doc: SnapshotFile = serde_json::from_str(text)
+            .map_err(|e| err(format!("line {} column {}: {e}", e.line(), e.column())))?;
+        if doc.format != FORMAT {
+            return Err(err(format!(
+                "format is {:?}, expected {FORMAT:?}",
+                doc.format
+            )));
+        }
+        if doc.version != VERSION {
+            return Err(err(format!(
+                "version {} is not supported (this build reads {VERSION})",
+                doc.version
+            )));
+        }
+        for (ssid, role) in &doc.policy.ssids {
+            for m in &role.members {
+                check_normalised(m)
+                    .map_err(|e| err(format!("policy SSID {ssid:?}: member {m:?}: {e}")))?;
+            }
+        }
+        for (n, entry) in &doc.names {
+            check_normalised(n).map_err(|e| err(format!("names: {n:?}: {e}")))?;
+            for (i, pin) in entry.pins.iter().enumerate() {
+                check_pin(pin).map_err(|e| err(format!("names: {n}: pins[{i}]: {e}")))?;
+            }
+        }
+        Ok(TrustMap::new(
+            doc.policy,
+            doc.names,
+            doc.generation,
+            doc.generated_at,
+        ))
+    }
+
+    pub fn load(path: &Path) -> Result<TrustMap, LoadError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+            file: file.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        TrustMap::from_json(&text, &file)
+    }
+
+    /// Writes the snapshot atomically: temp file in the same directory, fsync, rename.
+    pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
+        write_file_atomic(path, self.to_json().as_bytes())
+    }
+}
+
+fn check_normalised(n: &str) -> Result<(), String> {
+    match name::normalize(n) {
+        Ok(norm) if norm == n => Ok(()),
+        Ok(norm) => Err(format!("not in normal form (expected {norm:?})")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn check_pin(pin: &Pin) -> Result<(), String> {
+    if pin.serial.is_empty() || pin.ca.serial.is_empty() {
+        return Err("empty serial".into());
+    }
+    if pin.subject.is_empty() && pin.issuer.is_empty() {
+        return Err("empty subject and issuer".into());
+    }
+    if pin.issuer != pin.ca.subject {
+        return Err(format!(
+            "issuer {:?} is not the CA subject {:?}",
+            pin.issuer, pin.ca.subject
+        ));
+    }
+    if pin.not_after < pin.not_before {
+        return Err("not_after is before not_before".into());
+    }
+    if pin.serial.first() == Some(&0) || pin.ca.serial.first() == Some(&0) {
+        return Err("serial has a leading zero byte (pins store the magnitude)".into());
+    }
+    Ok(())
+}
+
+/// Atomic replace of `path` with `bytes` (temp name in the same directory + rename).
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trustmap".into());
+    let tmp = dir.join(format!(".{base}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::CaPin;
+    use crate::policy::Role;
+
+    pub(crate) fn sample_pin() -> Pin {
+        Pin {
+            serial: vec![0x31, 0x51],
+            subject: "/CN=car54._device.cars.example".into(),
+            issuer: "/CN=Cars CA".into(),
+            authority_key_id: vec![0x85, 0x38],
+            not_before: 1_700_000_000,
+            not_after: 1_800_000_000,
+            ca: CaPin {
+                serial: vec![0x2d],
+                subject: "/CN=Cars CA".into(),
+                issuer: "/CN=Cars CA".into(),
+                not_before: 1_600_000_000,
+                not_after: 1_900_000_000,
+            },
+            sha256: vec![0xab; 32],
+        }
+    }
+
+    fn sample_policy() -> Policy {
+        let mut p = Policy::default();
+        p.ssids.insert(
+            "SSID1".into(),
+            Role {
+                members: ["car54._device.cars.example".to_string()].into(),
+                reply: vec![],
+            },
+        );
+        p
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut names = BTreeMap::new();
+        names.insert(
+            "car54._device.cars.example".to_string(),
+            NameEntry {
+                pins: vec![sample_pin()],
+            },
+        );
+        names.insert(
+            "stranger._device.x.example".to_string(),
+            NameEntry {
+                pins: vec![sample_pin()],
+            },
+        );
+        let map = TrustMap::new(sample_policy(), names, 7, 1_750_000_000);
+        assert_eq!(map.name_count(), 1, "names outside the policy are dropped");
+        let back = TrustMap::from_json(&map.to_json(), "t.json").unwrap();
+        assert_eq!(back.generation, 7);
+        assert_eq!(back.pins("car54._device.cars.example"), &[sample_pin()]);
+        assert!(back
+            .role("SSID1")
+            .unwrap()
+            .allows("car54._device.cars.example"));
+        assert!(back.pins("stranger._device.x.example").is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_files_with_a_reason() {
+        let good = TrustMap::new(sample_policy(), BTreeMap::new(), 1, 0).to_json();
+        let e = TrustMap::from_json("{ not json", "m.json").unwrap_err();
+        assert!(e.to_string().starts_with("m.json: line 1 column"), "{e}");
+        let e =
+            TrustMap::from_json(&good.replace("rlm_rust-trustmap", "other"), "m.json").unwrap_err();
+        assert!(e.reason.contains("format"), "{e}");
+        let e = TrustMap::from_json(&good.replace("\"version\": 1", "\"version\": 9"), "m.json")
+            .unwrap_err();
+        assert!(e.reason.contains("version 9"), "{e}");
+        let e = TrustMap::from_json(&good.replace("car54._device", "CAR54._device"), "m.json")
+            .unwrap_err();
+        assert!(e.reason.contains("normal form"), "{e}");
+    }
+
+    #[test]
+    fn refuses_inconsistent_pins() {
+        let mut pin = sample_pin();
+        pin.issuer = "/CN=Someone Else".into();
+        let mut names = BTreeMap::new();
+        names.insert(
+            "car54._device.cars.example".to_string(),
+            NameEntry { pins: vec![pin] },
+        );
+        let json = TrustMap::new(sample_policy(), names, 1, 0).to_json();
+        let e = TrustMap::from_json(&json, "m.json").unwrap_err();
+        assert!(
+            e.reason.contains("pins[0]") && e.reason.contains("CA subject"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.json");
+        std::fs::write(&path, "old").unwrap();
+        TrustMap::new(sample_policy(), BTreeMap::new(), 3, 0)
+            .write_atomic(&path)
+            .unwrap();
+        assert_eq!(TrustMap::load(&path).unwrap().generation, 3);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
+    }
+}
