@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the project: lint, unit and real-parts integration tests (radiusd,
+# eapol_test, knotd, HTTPS), then the IoT SAFE workspace. This is the README's test command.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+"$top/scripts/setup.sh"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test (unit + integration with real radiusd, eapol_test, knotd, HTTPS)"
+cargo test --all-targets -- --test-threads="${TEST_THREADS:-2}"
+if [ -x "$top/iotsafe/ci.sh" ]; then
+  echo "== IoT SAFE workspace"
+  "$top/iotsafe/ci.sh"
+fi
+echo "== all tests passed"
