@@ -26,15 +26,12 @@
 
 typedef struct rlm_rust_t {
 	char const *name;
-	char const *trust_map;
-	struct timeval reload_interval;
 	bool eap_failure_on_reject;
 	rlm_rust_instance *core;
 } rlm_rust_t;
 
 static const CONF_PARSER module_config[] = {
-	{ "trust_map", FR_CONF_OFFSET(PW_TYPE_STRING | PW_TYPE_REQUIRED, rlm_rust_t, trust_map), NULL },
-	{ "reload_interval", FR_CONF_OFFSET(PW_TYPE_TIMEVAL, rlm_rust_t, reload_interval), "1.0" },
+	/* Only what the shim itself acts on; every other option is read by src/config.rs. */
 	{ "eap_failure_on_reject", FR_CONF_OFFSET(PW_TYPE_BOOLEAN, rlm_rust_t, eap_failure_on_reject), "yes" },
 	CONF_PARSER_TERMINATOR
 };
@@ -51,10 +48,16 @@ static void host_log(rlm_rust_log_level level, char const *msg)
 
 static const rlm_rust_host host = { .log = host_log };
 
+/* Most pairs a rust { } section may hold; the Rust side reports unknown ones by name. */
+#define MAX_PAIRS 64
+
 static int mod_instantiate(CONF_SECTION *conf, void *instance)
 {
 	rlm_rust_t *inst = instance;
 	rlm_rust_config config;
+	rlm_rust_pair pairs[MAX_PAIRS];
+	size_t n = 0;
+	CONF_ITEM *ci;
 
 	inst->name = cf_section_name2(conf);
 	if (!inst->name) inst->name = cf_section_name1(conf);
@@ -64,10 +67,22 @@ static int mod_instantiate(CONF_SECTION *conf, void *instance)
 		return -1;
 	}
 
+	for (ci = cf_item_find_next(conf, NULL); ci; ci = cf_item_find_next(conf, ci)) {
+		CONF_PAIR *cp;
+
+		if (!cf_item_is_pair(ci)) continue;
+		if (n == MAX_PAIRS) {
+			cf_log_err_cs(conf, "rlm_rust: more than %d options", MAX_PAIRS);
+			return -1;
+		}
+		cp = cf_item_to_pair(ci);
+		pairs[n].key = cf_pair_attr(cp);
+		pairs[n].value = cf_pair_value(cp) ? cf_pair_value(cp) : "";
+		n++;
+	}
 	config.instance_name = inst->name;
-	config.trust_map = inst->trust_map;
-	config.reload_interval_ms = (uint32_t)(inst->reload_interval.tv_sec * 1000 +
-					       inst->reload_interval.tv_usec / 1000);
+	config.pairs = pairs;
+	config.pair_count = n;
 
 	inst->core = rlm_rust_instantiate(&config);
 	if (!inst->core) {

@@ -37,11 +37,20 @@ typedef struct rlm_rust_host {
 	void (*log)(rlm_rust_log_level level, char const *msg);
 } rlm_rust_host;
 
-/* Instance configuration, parsed by radiusd's CONF_PARSER (see raddb/mods-available/rust). */
+/* One `key = value` of the instance's section, as radiusd parsed and expanded it. */
+typedef struct rlm_rust_pair {
+	char const *key;
+	char const *value;
+} rlm_rust_pair;
+
+/*
+ * Instance configuration: the section's pairs, uninterpreted. Rust (src/config.rs) is the
+ * one place that knows the options, so radiusd and the operator CLI read them alike.
+ */
 typedef struct rlm_rust_config {
 	char const *instance_name;	/* "rust", "guests", ... */
-	char const *trust_map;		/* path of the trust map snapshot (JSON) */
-	uint32_t reload_interval_ms;	/* how often the file watcher polls trust_map */
+	rlm_rust_pair const *pairs;
+	size_t pair_count;
 } rlm_rust_config;
 
 /* The attributes of one request that the check reads (absent attribute: len 0). */

@@ -2,20 +2,12 @@
 //! background thread, and the request entry that turns a decision into one log line.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::check::{self, ssid_of, Decision, Request};
+use crate::config::Config;
 use crate::watch::{SnapshotCell, Watcher};
-
-/// Settings from the instance's `rust { }` section.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub name: String,
-    pub trust_map: PathBuf,
-    pub reload_interval: Duration,
-}
 
 /// What the request path reports back, besides the decision.
 pub struct Outcome<'m> {
@@ -126,6 +118,7 @@ mod tests {
             name: "t".into(),
             trust_map: dir.path().join("absent.json"),
             reload_interval: Duration::from_millis(10),
+            sync: None,
         })
         .unwrap();
         let req = Request {

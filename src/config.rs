@@ -1,0 +1,430 @@
+//! Instance configuration: the `rust { ... }` section of raddb/mods-available/rust.
+//!
+//! radiusd has already parsed the section and expanded `${...}` variables; the shim hands
+//! us its `key = value` pairs and this file is the one place that knows what they mean.
+//! The operator CLI reads the same file with [`parse_section`], so both run one config.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything an instance needs. Sync settings are `Some` when `policy` is set.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub trust_map: PathBuf,
+    pub reload_interval: Duration,
+    pub sync: Option<SyncConfig>,
+}
+
+/// DNS trust sync settings (enabled by `policy`).
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub policy: PathBuf,
+    pub ca_path: PathBuf,
+    pub ca_bundle: PathBuf,
+    pub dns_servers: Vec<SocketAddr>,
+    pub dns_trust_anchors: Option<PathBuf>,
+    pub dns_timeout: Duration,
+    pub dns_over_tls: Option<String>,
+    pub dns_tls_ca: Option<PathBuf>,
+    pub https_roots: Option<PathBuf>,
+    pub https_timeout: Duration,
+    pub https_max_body: usize,
+    pub https_resolve: HashMap<String, SocketAddr>,
+    pub chain_max_depth: usize,
+    pub min_interval: Duration,
+    pub max_interval: Duration,
+    pub max_stale: Duration,
+    pub concurrency: usize,
+    pub registry_domain: String,
+    pub require_registry: bool,
+}
+
+/// Keys the shim consumes itself (listed so they are not reported as unknown).
+const SHIM_KEYS: [&str; 1] = ["eap_failure_on_reject"];
+
+/// Builds a [`Config`] from the section's pairs. Errors name the key and the bad value.
+pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, String> {
+    let mut map: HashMap<&str, &str> = HashMap::new();
+    for (k, v) in pairs {
+        if map.insert(k.as_str(), v.as_str()).is_some() {
+            return Err(format!("{k} is set twice"));
+        }
+    }
+    let mut take = Taker { map, name };
+    let trust_map = take
+        .path("trust_map")?
+        .ok_or("trust_map is required (where the trust map snapshot lives)")?;
+    let reload_interval = take.duration("reload_interval", Duration::from_secs(1))?;
+    let sync = match take.path("policy")? {
+        None => None,
+        Some(policy) => {
+            let ca_path = take
+                .path("ca_path")?
+                .ok_or("ca_path is required when policy is set (where the CA set is written)")?;
+            let ca_bundle = take
+                .path("ca_bundle")?
+                .unwrap_or_else(|| ca_path.with_extension("pem"));
+            Some(SyncConfig {
+                policy,
+                ca_bundle,
+                ca_path,
+                dns_servers: take.socket_addrs("dns_servers", 53)?,
+                dns_trust_anchors: take.path("dns_trust_anchors")?,
+                dns_timeout: take.duration("dns_timeout", Duration::from_secs(3))?,
+                dns_over_tls: take.string("dns_over_tls"),
+                dns_tls_ca: take.path("dns_tls_ca")?,
+                https_roots: take.path("https_roots")?,
+                https_timeout: take.duration("https_timeout", Duration::from_secs(5))?,
+                https_max_body: take.number("https_max_body", 65_536)?,
+                https_resolve: take.resolve_map("https_resolve")?,
+                chain_max_depth: take.number("chain_max_depth", 5)?,
+                min_interval: take.duration("min_interval", Duration::from_secs(30))?,
+                max_interval: take.duration("max_interval", Duration::from_secs(3600))?,
+                max_stale: take.duration("max_stale", Duration::from_secs(86_400))?,
+                concurrency: take.number("concurrency", 32)?.max(1),
+                registry_domain: take
+                    .string("registry_domain")
+                    .unwrap_or_else(|| "iotregistry.ca".into()),
+                require_registry: take.boolean("require_registry", false)?,
+            })
+        }
+    };
+    for k in SHIM_KEYS {
+        take.map.remove(k);
+    }
+    if let Some(k) = take.map.keys().min() {
+        return Err(format!(
+            "unknown option {k:?} (see raddb/mods-available/rust for the options)"
+        ));
+    }
+    if let Some(s) = &sync {
+        if s.min_interval > s.max_interval {
+            return Err("min_interval is larger than max_interval".into());
+        }
+    }
+    Ok(Config {
+        name: name.to_owned(),
+        trust_map,
+        reload_interval,
+        sync,
+    })
+}
+
+struct Taker<'a> {
+    map: HashMap<&'a str, &'a str>,
+    #[allow(dead_code)]
+    name: &'a str,
+}
+
+impl Taker<'_> {
+    fn string(&mut self, key: &str) -> Option<String> {
+        self.map
+            .remove(key)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    fn path(&mut self, key: &str) -> Result<Option<PathBuf>, String> {
+        Ok(self.string(key).map(PathBuf::from))
+    }
+
+    fn duration(&mut self, key: &str, default: Duration) -> Result<Duration, String> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|e| format!("{key} = {v:?}: {e}")),
+        }
+    }
+
+    fn number(&mut self, key: &str, default: usize) -> Result<usize, String> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{key} = {v:?}: not a whole number")),
+        }
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> Result<bool, String> {
+        match self.string(key).as_deref() {
+            None => Ok(default),
+            Some("yes" | "true" | "on" | "1") => Ok(true),
+            Some("no" | "false" | "off" | "0") => Ok(false),
+            Some(v) => Err(format!("{key} = {v:?}: expected yes or no")),
+        }
+    }
+
+    fn socket_addrs(&mut self, key: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
+        let Some(v) = self.string(key) else {
+            return Ok(Vec::new());
+        };
+        v.split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_addr(s, default_port).map_err(|e| format!("{key}: {e}")))
+            .collect()
+    }
+
+    fn resolve_map(&mut self, key: &str) -> Result<HashMap<String, SocketAddr>, String> {
+        let Some(v) = self.string(key) else {
+            return Ok(HashMap::new());
+        };
+        v.split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                let (host, addr) = item
+                    .split_once('=')
+                    .ok_or(format!("{key}: {item:?} is not host=address:port"))?;
+                Ok((
+                    host.to_ascii_lowercase(),
+                    parse_addr(addr, 443).map_err(|e| format!("{key}: {e}"))?,
+                ))
+            })
+            .collect()
+    }
+}
+
+fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("{s:?} is not an IP address[:port]"))
+}
+
+/// `1.5`, `30s`, `10m`, `2h`, `1d` -> Duration.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s, m, h or d)")),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| "not a number".to_string())?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err("must be a non-negative number".into());
+    }
+    Ok(Duration::from_secs_f64(n * scale))
+}
+
+/// Reads the `rust [NAME] { ... }` section of a FreeRADIUS module file into pairs, for
+/// the CLI. Handles comments, quotes and the Debian path variables; nothing fancier.
+pub fn parse_section(
+    text: &str,
+    instance: Option<&str>,
+    vars: &HashMap<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut in_section = false;
+    let mut depth = 0usize;
+    let mut pairs = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = strip_comment(raw).trim().to_owned();
+        if line.is_empty() {
+            continue;
+        }
+        if !in_section {
+            let mut words = line.trim_end_matches('{').split_whitespace();
+            if line.ends_with('{') && words.next() == Some("rust") && words.next() == instance {
+                in_section = true;
+                depth = 1;
+            }
+            continue;
+        }
+        if line.ends_with('{') {
+            depth += 1;
+            continue;
+        }
+        if line == "}" {
+            depth -= 1;
+            if depth == 0 {
+                return Ok(pairs);
+            }
+            continue;
+        }
+        if depth == 1 {
+            let (k, v) = line.split_once('=').ok_or(format!(
+                "line {}: expected key = value, got {line:?}",
+                i + 1
+            ))?;
+            pairs.push((k.trim().to_owned(), expand(unquote(v.trim()), vars)));
+        }
+    }
+    Err(match instance {
+        Some(n) => format!("no `rust {n} {{ ... }}` section found"),
+        None => "no `rust { ... }` section found".into(),
+    })
+}
+
+fn strip_comment(line: &str) -> &str {
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '#' if !quoted => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+fn expand(mut v: &str, vars: &HashMap<String, String>) -> String {
+    let mut out = String::new();
+    while let Some(start) = v.find("${") {
+        let Some(end) = v[start..].find('}') else {
+            break;
+        };
+        out.push_str(&v[..start]);
+        let key = &v[start + 2..start + end];
+        match vars.get(key) {
+            Some(val) => out.push_str(val),
+            None => out.push_str(&v[start..start + end + 1]),
+        }
+        v = &v[start + end + 1..];
+    }
+    out.push_str(v);
+    out
+}
+
+/// Debian's FreeRADIUS path variables, for reading raddb files outside radiusd.
+pub fn debian_vars(raddb: &str) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("localstatedir".into(), "/var".into());
+    m.insert("confdir".into(), raddb.into());
+    m.insert("raddbdir".into(), raddb.into());
+    m.insert("certdir".into(), format!("{raddb}/certs"));
+    m.insert("modconfdir".into(), format!("{raddb}/mods-config"));
+    m.insert("prefix".into(), "/usr".into());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn manual_mode_needs_only_the_trust_map() {
+        let c = from_pairs(
+            "rust",
+            &pairs(&[
+                ("trust_map", "/var/lib/rlm_rust/map.json"),
+                ("eap_failure_on_reject", "yes"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.sync.is_none());
+        assert_eq!(c.reload_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn sync_mode_parses_every_option() {
+        let c = from_pairs(
+            "rust",
+            &pairs(&[
+                ("trust_map", "/m.json"),
+                ("policy", "/p.txt"),
+                ("ca_path", "/ca"),
+                ("dns_servers", "127.0.0.1:5353, ::1"),
+                ("dns_timeout", "1.5"),
+                ("https_resolve", "device.example.net=127.0.0.1:8443"),
+                ("max_stale", "2h"),
+                ("min_interval", "1s"),
+                ("require_registry", "yes"),
+            ]),
+        )
+        .unwrap();
+        let s = c.sync.unwrap();
+        assert_eq!(
+            s.dns_servers,
+            vec![
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(s.dns_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            s.https_resolve["device.example.net"],
+            "127.0.0.1:8443".parse().unwrap()
+        );
+        assert_eq!(s.max_stale, Duration::from_secs(7200));
+        assert_eq!(s.ca_bundle, PathBuf::from("/ca.pem"));
+        assert!(s.require_registry);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = from_pairs(
+            "rust",
+            &pairs(&[("trust_map", "/m"), ("reload_interval", "fast")]),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("reload_interval = \"fast\""), "{e}");
+        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("polcy", "/p")])).unwrap_err();
+        assert!(e.contains("unknown option \"polcy\""), "{e}");
+        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("policy", "/p")])).unwrap_err();
+        assert!(e.contains("ca_path is required"), "{e}");
+        let e = from_pairs("rust", &pairs(&[("policy", "/p")])).unwrap_err();
+        assert!(e.contains("trust_map is required"), "{e}");
+        let e = from_pairs(
+            "rust",
+            &pairs(&[
+                ("trust_map", "/m"),
+                ("policy", "/p"),
+                ("ca_path", "/c"),
+                ("dns_servers", "ns1"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.contains("dns_servers") && e.contains("ns1"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_module_file_like_radiusd() {
+        let text = "# comment\nrust {\n\ttrust_map = ${localstatedir}/lib/rlm_rust/map.json # where\n\tpolicy = \"${confdir}/dane/allowed # not a comment\"\n\tsub {\n\t\tx = 1\n\t}\n}\nrust guests {\n\ttrust_map = /g.json\n}\n";
+        let vars = debian_vars("/etc/freeradius/3.0");
+        let p = parse_section(text, None, &vars).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("trust_map".into(), "/var/lib/rlm_rust/map.json".into()),
+                (
+                    "policy".into(),
+                    "/etc/freeradius/3.0/dane/allowed # not a comment".into()
+                )
+            ]
+        );
+        assert_eq!(
+            parse_section(text, Some("guests"), &vars).unwrap(),
+            vec![("trust_map".into(), "/g.json".into())]
+        );
+        assert!(parse_section(text, Some("nope"), &vars).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1y").is_err());
+    }
+}
