@@ -6,6 +6,7 @@
 //! [`ffi`] is the thin boundary radiusd calls through the C shim.
 
 pub mod check;
+pub mod config;
 pub mod ffi;
 pub mod instance;
 pub mod logging;
