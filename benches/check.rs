@@ -50,7 +50,7 @@ fn build_map() -> TrustMap {
     let mut members = std::collections::BTreeSet::new();
     for i in 0..NAMES {
         members.insert(name(i));
-        names.insert(name(i), NameEntry { pins: vec![pin(i)] });
+        names.insert(name(i), NameEntry { pins: vec![pin(i)], ..Default::default() });
     }
     policy.ssids.insert(
         "FLEET".into(),

@@ -67,11 +67,7 @@ pub fn ssid_of(called_station_id: &str) -> Option<&str> {
     // `aa:bb:cc:dd:ee:ff` with no SSID would otherwise read as SSID "bb:cc:dd:ee:ff".
     if mac.len() == 2 && mac.bytes().all(|b| b.is_ascii_hexdigit()) {
         let rest: Vec<&str> = ssid.splitn(6, ':').collect();
-        if rest.len() >= 5
-            && rest[..5]
-                .iter()
-                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if rest.len() >= 5 && rest[..5].iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
             return rest.get(5).copied().filter(|s| !s.is_empty());
         }
     }
@@ -84,10 +80,7 @@ pub fn check<'m>(map: Option<&'m TrustMap>, req: &Request<'_>) -> Decision<'m> {
         return Decision::Reject(Reason::NoTrustMap);
     };
     let mut buf = [0u8; MAX_NAME_LEN];
-    let Some(name) = req
-        .user_name
-        .and_then(|u| name::normalize_into(u, &mut buf).ok())
-    else {
+    let Some(name) = req.user_name.and_then(|u| name::normalize_into(u, &mut buf).ok()) else {
         return Decision::Reject(Reason::InvalidName);
     };
     let Some(ssid) = req.called_station_id.and_then(ssid_of) else {
@@ -134,10 +127,7 @@ mod tests {
 
     #[test]
     fn reasons_read_as_documented() {
-        assert_eq!(
-            Reason::NoPinMatch.to_string(),
-            "certificate matches no pin of the name"
-        );
+        assert_eq!(Reason::NoPinMatch.to_string(), "certificate matches no pin of the name");
         assert_eq!(
             Reason::MissingCertAttributes("TLS-Cert-Serial").to_string(),
             "missing certificate attributes (TLS-Cert-Serial)"

@@ -54,19 +54,14 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
         }
     }
     let mut take = Taker { map, name };
-    let trust_map = take
-        .path("trust_map")?
-        .ok_or("trust_map is required (where the trust map snapshot lives)")?;
+    let trust_map = take.path("trust_map")?.ok_or("trust_map is required (where the trust map snapshot lives)")?;
     let reload_interval = take.duration("reload_interval", Duration::from_secs(1))?;
     let sync = match take.path("policy")? {
         None => None,
         Some(policy) => {
-            let ca_path = take
-                .path("ca_path")?
-                .ok_or("ca_path is required when policy is set (where the CA set is written)")?;
-            let ca_bundle = take
-                .path("ca_bundle")?
-                .unwrap_or_else(|| ca_path.with_extension("pem"));
+            let ca_path =
+                take.path("ca_path")?.ok_or("ca_path is required when policy is set (where the CA set is written)")?;
+            let ca_bundle = take.path("ca_bundle")?.unwrap_or_else(|| ca_path.with_extension("pem"));
             Some(SyncConfig {
                 policy,
                 ca_bundle,
@@ -85,9 +80,7 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
                 max_interval: take.duration("max_interval", Duration::from_secs(3600))?,
                 max_stale: take.duration("max_stale", Duration::from_secs(86_400))?,
                 concurrency: take.number("concurrency", 32)?.max(1),
-                registry_domain: take
-                    .string("registry_domain")
-                    .unwrap_or_else(|| "iotregistry.ca".into()),
+                registry_domain: take.string("registry_domain").unwrap_or_else(|| "iotregistry.ca".into()),
                 require_registry: take.boolean("require_registry", false)?,
             })
         }
@@ -96,21 +89,14 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
         take.map.remove(k);
     }
     if let Some(k) = take.map.keys().min() {
-        return Err(format!(
-            "unknown option {k:?} (see raddb/mods-available/rust for the options)"
-        ));
+        return Err(format!("unknown option {k:?} (see raddb/mods-available/rust for the options)"));
     }
     if let Some(s) = &sync {
         if s.min_interval > s.max_interval {
             return Err("min_interval is larger than max_interval".into());
         }
     }
-    Ok(Config {
-        name: name.to_owned(),
-        trust_map,
-        reload_interval,
-        sync,
-    })
+    Ok(Config { name: name.to_owned(), trust_map, reload_interval, sync })
 }
 
 struct Taker<'a> {
@@ -121,11 +107,7 @@ struct Taker<'a> {
 
 impl Taker<'_> {
     fn string(&mut self, key: &str) -> Option<String> {
-        self.map
-            .remove(key)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
+        self.map.remove(key).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
     }
 
     fn path(&mut self, key: &str) -> Result<Option<PathBuf>, String> {
@@ -142,9 +124,7 @@ impl Taker<'_> {
     fn number(&mut self, key: &str, default: usize) -> Result<usize, String> {
         match self.string(key) {
             None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("{key} = {v:?}: not a whole number")),
+            Some(v) => v.parse().map_err(|_| format!("{key} = {v:?}: not a whole number")),
         }
     }
 
@@ -174,13 +154,8 @@ impl Taker<'_> {
         v.split([' ', ','])
             .filter(|s| !s.is_empty())
             .map(|item| {
-                let (host, addr) = item
-                    .split_once('=')
-                    .ok_or(format!("{key}: {item:?} is not host=address:port"))?;
-                Ok((
-                    host.to_ascii_lowercase(),
-                    parse_addr(addr, 443).map_err(|e| format!("{key}: {e}"))?,
-                ))
+                let (host, addr) = item.split_once('=').ok_or(format!("{key}: {item:?} is not host=address:port"))?;
+                Ok((host.to_ascii_lowercase(), parse_addr(addr, 443).map_err(|e| format!("{key}: {e}"))?))
             })
             .collect()
     }
@@ -251,10 +226,7 @@ pub fn parse_section(
             continue;
         }
         if depth == 1 {
-            let (k, v) = line.split_once('=').ok_or(format!(
-                "line {}: expected key = value, got {line:?}",
-                i + 1
-            ))?;
+            let (k, v) = line.split_once('=').ok_or(format!("line {}: expected key = value, got {line:?}", i + 1))?;
             pairs.push((k.trim().to_owned(), expand(unquote(v.trim()), vars)));
         }
     }
@@ -277,9 +249,7 @@ fn strip_comment(line: &str) -> &str {
 }
 
 fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(v)
+    v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v)
 }
 
 fn expand(mut v: &str, vars: &HashMap<String, String>) -> String {
@@ -317,19 +287,14 @@ mod tests {
     use super::*;
 
     fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn manual_mode_needs_only_the_trust_map() {
         let c = from_pairs(
             "rust",
-            &pairs(&[
-                ("trust_map", "/var/lib/rlm_rust/map.json"),
-                ("eap_failure_on_reject", "yes"),
-            ]),
+            &pairs(&[("trust_map", "/var/lib/rlm_rust/map.json"), ("eap_failure_on_reject", "yes")]),
         )
         .unwrap();
         assert!(c.sync.is_none());
@@ -354,18 +319,9 @@ mod tests {
         )
         .unwrap();
         let s = c.sync.unwrap();
-        assert_eq!(
-            s.dns_servers,
-            vec![
-                "127.0.0.1:5353".parse().unwrap(),
-                "[::1]:53".parse().unwrap()
-            ]
-        );
+        assert_eq!(s.dns_servers, vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()]);
         assert_eq!(s.dns_timeout, Duration::from_millis(1500));
-        assert_eq!(
-            s.https_resolve["device.example.net"],
-            "127.0.0.1:8443".parse().unwrap()
-        );
+        assert_eq!(s.https_resolve["device.example.net"], "127.0.0.1:8443".parse().unwrap());
         assert_eq!(s.max_stale, Duration::from_secs(7200));
         assert_eq!(s.ca_bundle, PathBuf::from("/ca.pem"));
         assert!(s.require_registry);
@@ -373,11 +329,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = from_pairs(
-            "rust",
-            &pairs(&[("trust_map", "/m"), ("reload_interval", "fast")]),
-        )
-        .unwrap_err();
+        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("reload_interval", "fast")])).unwrap_err();
         assert!(e.starts_with("reload_interval = \"fast\""), "{e}");
         let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("polcy", "/p")])).unwrap_err();
         assert!(e.contains("unknown option \"polcy\""), "{e}");
@@ -387,12 +339,7 @@ mod tests {
         assert!(e.contains("trust_map is required"), "{e}");
         let e = from_pairs(
             "rust",
-            &pairs(&[
-                ("trust_map", "/m"),
-                ("policy", "/p"),
-                ("ca_path", "/c"),
-                ("dns_servers", "ns1"),
-            ]),
+            &pairs(&[("trust_map", "/m"), ("policy", "/p"), ("ca_path", "/c"), ("dns_servers", "ns1")]),
         )
         .unwrap_err();
         assert!(e.contains("dns_servers") && e.contains("ns1"), "{e}");
@@ -407,16 +354,10 @@ mod tests {
             p,
             vec![
                 ("trust_map".into(), "/var/lib/rlm_rust/map.json".into()),
-                (
-                    "policy".into(),
-                    "/etc/freeradius/3.0/dane/allowed # not a comment".into()
-                )
+                ("policy".into(), "/etc/freeradius/3.0/dane/allowed # not a comment".into())
             ]
         );
-        assert_eq!(
-            parse_section(text, Some("guests"), &vars).unwrap(),
-            vec![("trust_map".into(), "/g.json".into())]
-        );
+        assert_eq!(parse_section(text, Some("guests"), &vars).unwrap(), vec![("trust_map".into(), "/g.json".into())]);
         assert!(parse_section(text, Some("nope"), &vars).is_err());
     }
 

@@ -31,11 +31,7 @@ impl Instance {
         let snapshot = Arc::new(SnapshotCell::default());
         let interval = config.reload_interval.max(MIN_RELOAD);
         let watcher = Watcher::start(label.clone(), config.trust_map, snapshot.clone(), interval)?;
-        Ok(Instance {
-            label,
-            snapshot,
-            watcher,
-        })
+        Ok(Instance { label, snapshot, watcher })
     }
 
     pub fn snapshot(&self) -> &SnapshotCell {
@@ -48,10 +44,7 @@ impl Instance {
         let guard = self.snapshot.load();
         let decision = check::check(guard.as_deref(), req);
         let micros = started.elapsed().as_micros();
-        let outcome = Outcome {
-            log_line: self.log_line(req, &decision, micros),
-            decision,
-        };
+        let outcome = Outcome { log_line: self.log_line(req, &decision, micros), decision };
         effects(&outcome)
     }
 
@@ -64,10 +57,7 @@ impl Instance {
         let _ = write!(line, "{}: {result} name=", self.label);
         push_escaped(&mut line, req.user_name.unwrap_or("-"));
         line.push_str(" ssid=");
-        push_escaped(
-            &mut line,
-            req.called_station_id.and_then(ssid_of).unwrap_or("-"),
-        );
+        push_escaped(&mut line, req.called_station_id.and_then(ssid_of).unwrap_or("-"));
         if let Decision::Reject(reason) = decision {
             let _ = write!(line, " reason={reason}");
         }
@@ -130,7 +120,9 @@ mod tests {
             assert_eq!(o.decision, Decision::Reject(check::Reason::NoTrustMap));
             o.log_line.clone()
         });
-        assert!(line.starts_with("rlm_rust[t]: reject name=car54._device.cars.example ssid=SSID1 reason=no trust map loaded ("));
+        assert!(line.starts_with(
+            "rlm_rust[t]: reject name=car54._device.cars.example ssid=SSID1 reason=no trust map loaded ("
+        ));
         inst.stop();
     }
 }

@@ -51,10 +51,7 @@ pub fn normalize(input: &str) -> Result<String, NameError> {
 }
 
 /// Like [`normalize`] but writes into a caller buffer, so the request path never allocates.
-pub fn normalize_into<'b>(
-    input: &str,
-    buf: &'b mut [u8; MAX_NAME_LEN],
-) -> Result<&'b str, NameError> {
+pub fn normalize_into<'b>(input: &str, buf: &'b mut [u8; MAX_NAME_LEN]) -> Result<&'b str, NameError> {
     let trimmed = input.strip_suffix('.').unwrap_or(input);
     if trimmed.is_empty() {
         return Err(NameError::Empty);
@@ -72,10 +69,7 @@ pub fn normalize_into<'b>(
         if label.len() > MAX_LABEL_LEN {
             return Err(NameError::LabelTooLong(label.to_owned()));
         }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
             return Err(NameError::BadCharacter(c));
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -118,10 +112,7 @@ mod tests {
 
     #[test]
     fn normalises_case_and_trailing_dot() {
-        assert_eq!(
-            normalize("Car54._Device.Cars.Example.").unwrap(),
-            "car54._device.cars.example"
-        );
+        assert_eq!(normalize("Car54._Device.Cars.Example.").unwrap(), "car54._device.cars.example");
     }
 
     #[test]
@@ -130,42 +121,21 @@ mod tests {
         assert_eq!(normalize("."), Err(NameError::Empty));
         assert_eq!(normalize("a..b"), Err(NameError::EmptyLabel));
         assert_eq!(normalize(".a.b"), Err(NameError::EmptyLabel));
-        assert_eq!(
-            normalize("dev 1.example.net"),
-            Err(NameError::BadCharacter(' '))
-        );
-        assert_eq!(
-            normalize("dev1/x.example"),
-            Err(NameError::BadCharacter('/'))
-        );
+        assert_eq!(normalize("dev 1.example.net"), Err(NameError::BadCharacter(' ')));
+        assert_eq!(normalize("dev1/x.example"), Err(NameError::BadCharacter('/')));
         assert_eq!(normalize("192.168.1.10"), Err(NameError::IpAddress));
         assert_eq!(normalize("localhost"), Err(NameError::SingleLabel));
-        assert_eq!(
-            normalize("-a.example"),
-            Err(NameError::HyphenAtLabelEdge("-a".into()))
-        );
-        assert!(matches!(
-            normalize(&format!("{}.example", "a".repeat(64))),
-            Err(NameError::LabelTooLong(_))
-        ));
+        assert_eq!(normalize("-a.example"), Err(NameError::HyphenAtLabelEdge("-a".into())));
+        assert!(matches!(normalize(&format!("{}.example", "a".repeat(64))), Err(NameError::LabelTooLong(_))));
         let long = vec!["abcdefghi"; 30].join(".");
         assert!(matches!(normalize(&long), Err(NameError::TooLong(_))));
-        assert!(matches!(
-            normalize("caf\u{e9}.example"),
-            Err(NameError::BadCharacter(_))
-        ));
+        assert!(matches!(normalize("caf\u{e9}.example"), Err(NameError::BadCharacter(_))));
     }
 
     #[test]
     fn authority_host_drops_the_underscore_label() {
-        assert_eq!(
-            authority_host("car54._device.cars.example").as_deref(),
-            Some("device.cars.example")
-        );
-        assert_eq!(
-            authority_host("a.b._device.example.net").as_deref(),
-            Some("device.example.net")
-        );
+        assert_eq!(authority_host("car54._device.cars.example").as_deref(), Some("device.cars.example"));
+        assert_eq!(authority_host("a.b._device.example.net").as_deref(), Some("device.example.net"));
         assert_eq!(authority_host("car54.device.cars.example"), None);
         assert_eq!(authority_host("car54._device"), None);
     }

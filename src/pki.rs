@@ -45,15 +45,9 @@ impl fmt::Display for PkiError {
         match self {
             PkiError::Parse(m) => write!(f, "cannot parse certificate: {m}"),
             PkiError::NoIssuer(s) => write!(f, "no issuing CA certificate found for issuer {s}"),
-            PkiError::BadSignature(s) => write!(
-                f,
-                "certificate {s} is not signed by the CA offered as its issuer"
-            ),
+            PkiError::BadSignature(s) => write!(f, "certificate {s} is not signed by the CA offered as its issuer"),
             PkiError::NameNotInSan { name, sans } => {
-                write!(
-                    f,
-                    "name {name} is not among the certificate's SAN dNSNames {sans:?}"
-                )
+                write!(f, "name {name} is not among the certificate's SAN dNSNames {sans:?}")
             }
             PkiError::OpenSsl(e) => write!(f, "OpenSSL: {e}"),
         }
@@ -106,10 +100,7 @@ impl Pin {
             serial: serial_bytes(cert)?,
             subject: oneline(cert.subject_name()),
             issuer: oneline(cert.issuer_name()),
-            authority_key_id: cert
-                .authority_key_id()
-                .map(|k| k.as_slice().to_vec())
-                .unwrap_or_default(),
+            authority_key_id: cert.authority_key_id().map(|k| k.as_slice().to_vec()).unwrap_or_default(),
             not_before: unix_time(cert.not_before())?,
             not_after: unix_time(cert.not_after())?,
             ca: CaPin {
@@ -141,19 +132,13 @@ pub fn oneline(name: &X509NameRef) -> String {
     // SAFETY: `name` is a valid X509_NAME for the borrow; OpenSSL writes at most `size`
     // bytes including the terminating NUL into `buf` and returns `buf` or NULL.
     let p = unsafe {
-        X509_NAME_oneline(
-            foreign_types::ForeignTypeRef::as_ptr(name),
-            buf.as_mut_ptr(),
-            ONELINE_BUF as libc::c_int,
-        )
+        X509_NAME_oneline(foreign_types::ForeignTypeRef::as_ptr(name), buf.as_mut_ptr(), ONELINE_BUF as libc::c_int)
     };
     if p.is_null() {
         return String::new();
     }
     // SAFETY: on success OpenSSL NUL-terminated the string inside `buf`.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
 }
 
 /// Unix seconds of an ASN.1 time (compared as values, not as strings).
@@ -180,12 +165,7 @@ pub fn raw_time(t: &Asn1TimeRef) -> String {
 /// Every SAN dNSName of the certificate, as written in it.
 pub fn san_dns_names(cert: &X509Ref) -> Vec<String> {
     cert.subject_alt_names()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|g| g.dnsname().map(str::to_owned))
-                .collect()
-        })
+        .map(|names| names.iter().filter_map(|g| g.dnsname().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
@@ -196,17 +176,12 @@ pub fn check_name_binding(cert: &X509Ref, name: &str) -> Result<(), PkiError> {
     if sans.iter().any(|s| dns_eq(s, name)) {
         Ok(())
     } else {
-        Err(PkiError::NameNotInSan {
-            name: name.to_owned(),
-            sans,
-        })
+        Err(PkiError::NameNotInSan { name: name.to_owned(), sans })
     }
 }
 
 pub fn dns_eq(a: &str, b: &str) -> bool {
-    a.strip_suffix('.')
-        .unwrap_or(a)
-        .eq_ignore_ascii_case(b.strip_suffix('.').unwrap_or(b))
+    a.strip_suffix('.').unwrap_or(a).eq_ignore_ascii_case(b.strip_suffix('.').unwrap_or(b))
 }
 
 /// Common name of the subject, if any.
@@ -271,13 +246,7 @@ impl FreeradiusAttrs {
             expiration: raw_time(cert.not_after()),
             authority_key_id: cert
                 .authority_key_id()
-                .map(|k| {
-                    k.as_slice()
-                        .iter()
-                        .map(|b| format!("{b:02X}"))
-                        .collect::<Vec<_>>()
-                        .join(":")
-                })
+                .map(|k| k.as_slice().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
                 .unwrap_or_default(),
             san_dns: san_dns_names(cert),
         })

@@ -59,10 +59,7 @@ pub struct Loaded {
 impl Policy {
     /// Every name allowed on at least one SSID.
     pub fn names(&self) -> BTreeSet<&str> {
-        self.ssids
-            .values()
-            .flat_map(|r| r.members.iter().map(String::as_str))
-            .collect()
+        self.ssids.values().flat_map(|r| r.members.iter().map(String::as_str)).collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,8 +70,7 @@ impl Policy {
 /// Reads a policy file, choosing the format from its first non-blank character.
 /// An unreadable file is an error (the caller keeps its previous policy).
 pub fn load(path: &Path) -> Result<Loaded, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read policy: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read policy: {e}", path.display()))?;
     let file = path.display().to_string();
     if text.trim_start().starts_with('{') {
         parse_json(&text, &file)
@@ -106,13 +102,7 @@ pub fn parse_lines(text: &str, file: &str) -> Loaded {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut bad = |reason: String| {
-            out.diagnostics.push(Diagnostic {
-                file: file.into(),
-                line: line_no,
-                reason,
-            })
-        };
+        let mut bad = |reason: String| out.diagnostics.push(Diagnostic { file: file.into(), line: line_no, reason });
         let Some((ssid, name)) = line.split_once('|') else {
             bad(format!("expected SSID|device-name, got {line:?}"));
             continue;
@@ -161,22 +151,13 @@ struct JsonRole {
 /// Parses the JSON format. Syntax errors fail the whole file (with line and column);
 /// a bad role or member is reported and skipped.
 pub fn parse_json(text: &str, file: &str) -> Result<Loaded, String> {
-    let doc: JsonPolicy = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "{file}:{}:{}: invalid policy JSON: {e}",
-            e.line(),
-            e.column()
-        )
-    })?;
+    let doc: JsonPolicy = serde_json::from_str(text)
+        .map_err(|e| format!("{file}:{}:{}: invalid policy JSON: {e}", e.line(), e.column()))?;
     let mut out = Loaded::default();
     for (idx, value) in doc.roles.into_iter().enumerate() {
         // serde_json values carry no positions; name the entry by index and SSID instead.
         let mut bad = |reason: String| {
-            out.diagnostics.push(Diagnostic {
-                file: file.into(),
-                line: 0,
-                reason: format!("roles[{idx}]: {reason}"),
-            })
+            out.diagnostics.push(Diagnostic { file: file.into(), line: 0, reason: format!("roles[{idx}]: {reason}") })
         };
         let role: JsonRole = match serde_json::from_value(value) {
             Ok(r) => r,
@@ -222,27 +203,16 @@ mod tests {
         assert!(s1.contains("car54._device.cars.example"));
         assert!(s1.contains("car55._device.cars.example"));
         assert_eq!(s1.len(), 2);
-        assert!(l.policy.ssids["SSID2"]
-            .members
-            .contains("car54._device.cars.example"));
+        assert!(l.policy.ssids["SSID2"].members.contains("car54._device.cars.example"));
         let lines: Vec<usize> = l.diagnostics.iter().map(|d| d.line).collect();
         assert_eq!(lines, vec![6, 7, 8, 9, 10, 11]);
-        assert!(
-            l.diagnostics[0].reason.contains("IP address"),
-            "{}",
-            l.diagnostics[0]
-        );
+        assert!(l.diagnostics[0].reason.contains("IP address"), "{}", l.diagnostics[0]);
         assert!(l.diagnostics[1].reason.contains("empty name"));
-        assert!(l.diagnostics[2]
-            .reason
-            .contains("expected SSID|device-name"));
+        assert!(l.diagnostics[2].reason.contains("expected SSID|device-name"));
         assert!(l.diagnostics[3].reason.contains("' '"));
         assert!(l.diagnostics[4].reason.contains("duplicate"));
         assert!(l.diagnostics[5].reason.contains("empty SSID"));
-        assert_eq!(
-            l.diagnostics[0].to_string(),
-            format!("allowed.txt:6: {}", l.diagnostics[0].reason)
-        );
+        assert_eq!(l.diagnostics[0].to_string(), format!("allowed.txt:6: {}", l.diagnostics[0].reason));
     }
 
     #[test]
@@ -256,21 +226,10 @@ mod tests {
         let l = parse_json(text, "policy.json").unwrap();
         let r = &l.policy.ssids["SSID1"];
         assert_eq!(r.members.len(), 1);
-        assert_eq!(
-            r.reply,
-            vec![ReplyAttr {
-                attribute: "Tunnel-Private-Group-Id".into(),
-                value: "10".into()
-            }]
-        );
-        assert!(
-            !l.policy.ssids.contains_key("SSID2"),
-            "a role with unknown fields is skipped"
-        );
+        assert_eq!(r.reply, vec![ReplyAttr { attribute: "Tunnel-Private-Group-Id".into(), value: "10".into() }]);
+        assert!(!l.policy.ssids.contains_key("SSID2"), "a role with unknown fields is skipped");
         assert_eq!(l.diagnostics.len(), 3, "{:?}", l.diagnostics);
-        assert!(l.diagnostics[0]
-            .reason
-            .starts_with("roles[0]: member \"bad name\""));
+        assert!(l.diagnostics[0].reason.starts_with("roles[0]: member \"bad name\""));
         assert!(l.diagnostics[1].reason.contains("empty SSID"));
         assert!(l.diagnostics[2].reason.contains("unknown field"));
     }

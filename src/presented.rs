@@ -54,11 +54,7 @@ impl<'a> PresentedCert<'a> {
             self.ca_valid_since,
             self.ca_expiration,
         ];
-        present
-            .iter()
-            .zip(REQUIRED)
-            .find(|(v, _)| v.is_none_or(str::is_empty))
-            .map(|(_, name)| name)
+        present.iter().zip(REQUIRED).find(|(v, _)| v.is_none_or(str::is_empty)).map(|(_, name)| name)
     }
 
     /// True when every pinned field equals the presented one.
@@ -138,20 +134,13 @@ impl<I: Iterator<Item = u8>> Iterator for HexBytes<I> {
 /// `keyid:85:38:...`, and an AKI carrying issuer+serial adds `DirName:`/`serial:` lines,
 /// which we ignore: only the key identifier is pinned.
 pub fn key_id_eq(text: &str, key_id: &[u8]) -> bool {
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     let hexpart = first.strip_prefix("keyid:").unwrap_or(first);
     if key_id.is_empty() {
         return hexpart.is_empty();
     }
     // Key ids are opaque bytes: compare exactly, leading zeros included.
-    let mut it = HexBytes {
-        digits: hexpart.bytes().filter(|b| *b != b':'),
-        bad: false,
-    };
+    let mut it = HexBytes { digits: hexpart.bytes().filter(|b| *b != b':'), bad: false };
     it.by_ref().eq(key_id.iter().copied()) && !it.bad
 }
 
@@ -220,10 +209,7 @@ mod tests {
         assert!(key_id_eq("85:38:D8:C4", &id));
         assert!(key_id_eq("85:38:D8:C4\n", &id));
         assert!(key_id_eq("keyid:85:38:D8:C4\n", &id));
-        assert!(key_id_eq(
-            "keyid:85:38:D8:C4\nDirName:/CN=Root\nserial:01\n",
-            &id
-        ));
+        assert!(key_id_eq("keyid:85:38:D8:C4\nDirName:/CN=Root\nserial:01\n", &id));
         assert!(!key_id_eq("85:38:D8:C5", &id));
         assert!(!key_id_eq("00:85:38:D8:C4", &id));
         assert!(!key_id_eq("", &id));

@@ -25,6 +25,17 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameEntry {
     pub pins: Vec<Pin>,
+    /// Key ids (hex) of the CAs, in the snapshot's `cas`, that authenticate these pins.
+    /// Empty for hand-made maps, whose CAs the operator installs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// When DNS last confirmed the entry (Unix seconds); 0 for hand-made maps.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub verified_at: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// The on-disk form.
@@ -37,6 +48,10 @@ struct SnapshotFile {
     generated_at: i64,
     policy: Policy,
     names: BTreeMap<String, NameEntry>,
+    /// CA certificates (PEM) by key id (hex): what the sync installed in the CA set, so a
+    /// restart can serve and re-verify the last good state while DNS is down.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    cas: BTreeMap<String, String>,
 }
 
 /// A role as the request path needs it: O(1) membership.
@@ -61,6 +76,7 @@ pub struct TrustMap {
     names: HashMap<String, NameEntry>,
     // Kept for re-serialisation and reports (the sync rewrites the file from it).
     policy: Policy,
+    cas: BTreeMap<String, String>,
 }
 
 /// Why a snapshot file was refused.
@@ -81,38 +97,27 @@ impl std::error::Error for LoadError {}
 impl TrustMap {
     /// Builds a snapshot from a policy and the pins found for its names. Pins of names
     /// the policy does not list are dropped: only allowed names are ever trusted.
-    pub fn new(
-        policy: Policy,
-        mut names: BTreeMap<String, NameEntry>,
-        generation: u64,
-        generated_at: i64,
-    ) -> TrustMap {
-        let allowed = policy
-            .names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<HashSet<_>>();
+    pub fn new(policy: Policy, mut names: BTreeMap<String, NameEntry>, generation: u64, generated_at: i64) -> TrustMap {
+        let allowed = policy.names().into_iter().map(str::to_owned).collect::<HashSet<_>>();
         names.retain(|n, e| allowed.contains(n) && !e.pins.is_empty());
         let ssids = policy
             .ssids
             .iter()
             .map(|(ssid, role)| {
-                (
-                    ssid.clone(),
-                    RoleView {
-                        members: role.members.iter().cloned().collect(),
-                        reply: role.reply.clone(),
-                    },
-                )
+                (ssid.clone(), RoleView { members: role.members.iter().cloned().collect(), reply: role.reply.clone() })
             })
             .collect();
-        TrustMap {
-            generation,
-            generated_at,
-            ssids,
-            names: names.into_iter().collect(),
-            policy,
-        }
+        TrustMap { generation, generated_at, ssids, names: names.into_iter().collect(), policy, cas: BTreeMap::new() }
+    }
+
+    /// Attaches the CA certificates (PEM by key id) the entries' `chain`s refer to.
+    pub fn with_cas(mut self, cas: BTreeMap<String, String>) -> TrustMap {
+        self.cas = cas;
+        self
+    }
+
+    pub fn cas(&self) -> &BTreeMap<String, String> {
+        &self.cas
     }
 
     pub fn role(&self, ssid: &str) -> Option<&RoleView> {
@@ -120,10 +125,7 @@ impl TrustMap {
     }
 
     pub fn pins(&self, name: &str) -> &[Pin] {
-        self.names
-            .get(name)
-            .map(|e| e.pins.as_slice())
-            .unwrap_or(&[])
+        self.names.get(name).map(|e| e.pins.as_slice()).unwrap_or(&[])
     }
 
     pub fn policy(&self) -> &Policy {
@@ -149,39 +151,26 @@ impl TrustMap {
             generation: self.generation,
             generated_at: self.generated_at,
             policy: self.policy.clone(),
-            names: self
-                .names
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            names: self.names.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            cas: self.cas.clone(),
         };
         serde_json::to_string_pretty(&file).unwrap_or_default()
     }
 
     /// Parses and validates a snapshot. `file` names the source in errors.
     pub fn from_json(text: &str, file: &str) -> Result<TrustMap, LoadError> {
-        let err = |reason: String| LoadError {
-            file: file.into(),
-            reason,
-        };
-        let doc: SnapshotFile = serde_json::from_str(text)
-            .map_err(|e| err(format!("line {} column {}: {e}", e.line(), e.column())))?;
+        let err = |reason: String| LoadError { file: file.into(), reason };
+        let doc: SnapshotFile =
+            serde_json::from_str(text).map_err(|e| err(format!("line {} column {}: {e}", e.line(), e.column())))?;
         if doc.format != FORMAT {
-            return Err(err(format!(
-                "format is {:?}, expected {FORMAT:?}",
-                doc.format
-            )));
+            return Err(err(format!("format is {:?}, expected {FORMAT:?}", doc.format)));
         }
         if doc.version != VERSION {
-            return Err(err(format!(
-                "version {} is not supported (this build reads {VERSION})",
-                doc.version
-            )));
+            return Err(err(format!("version {} is not supported (this build reads {VERSION})", doc.version)));
         }
         for (ssid, role) in &doc.policy.ssids {
             for m in &role.members {
-                check_normalised(m)
-                    .map_err(|e| err(format!("policy SSID {ssid:?}: member {m:?}: {e}")))?;
+                check_normalised(m).map_err(|e| err(format!("policy SSID {ssid:?}: member {m:?}: {e}")))?;
             }
         }
         for (n, entry) in &doc.names {
@@ -189,21 +178,18 @@ impl TrustMap {
             for (i, pin) in entry.pins.iter().enumerate() {
                 check_pin(pin).map_err(|e| err(format!("names: {n}: pins[{i}]: {e}")))?;
             }
+            // Invariant 2 (ARCHITECTURE.md): a pin's chain is in the same snapshot.
+            if let Some(k) = entry.chain.iter().find(|k| !doc.cas.contains_key(*k)) {
+                return Err(err(format!("names: {n}: chain CA {k} is not in cas")));
+            }
         }
-        Ok(TrustMap::new(
-            doc.policy,
-            doc.names,
-            doc.generation,
-            doc.generated_at,
-        ))
+        Ok(TrustMap::new(doc.policy, doc.names, doc.generation, doc.generated_at).with_cas(doc.cas))
     }
 
     pub fn load(path: &Path) -> Result<TrustMap, LoadError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-            file: file.clone(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LoadError { file: file.clone(), reason: format!("cannot read: {e}") })?;
         TrustMap::from_json(&text, &file)
     }
 
@@ -229,10 +215,7 @@ fn check_pin(pin: &Pin) -> Result<(), String> {
         return Err("empty subject and issuer".into());
     }
     if pin.issuer != pin.ca.subject {
-        return Err(format!(
-            "issuer {:?} is not the CA subject {:?}",
-            pin.issuer, pin.ca.subject
-        ));
+        return Err(format!("issuer {:?} is not the CA subject {:?}", pin.issuer, pin.ca.subject));
     }
     if pin.not_after < pin.not_before {
         return Err("not_after is before not_before".into());
@@ -245,14 +228,8 @@ fn check_pin(pin: &Pin) -> Result<(), String> {
 
 /// Atomic replace of `path` with `bytes` (temp name in the same directory + rename).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "trustmap".into());
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "trustmap".into());
     let tmp = dir.join(format!(".{base}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -293,40 +270,22 @@ mod tests {
 
     fn sample_policy() -> Policy {
         let mut p = Policy::default();
-        p.ssids.insert(
-            "SSID1".into(),
-            Role {
-                members: ["car54._device.cars.example".to_string()].into(),
-                reply: vec![],
-            },
-        );
+        p.ssids
+            .insert("SSID1".into(), Role { members: ["car54._device.cars.example".to_string()].into(), reply: vec![] });
         p
     }
 
     #[test]
     fn round_trips_through_json() {
         let mut names = BTreeMap::new();
-        names.insert(
-            "car54._device.cars.example".to_string(),
-            NameEntry {
-                pins: vec![sample_pin()],
-            },
-        );
-        names.insert(
-            "stranger._device.x.example".to_string(),
-            NameEntry {
-                pins: vec![sample_pin()],
-            },
-        );
+        names.insert("car54._device.cars.example".to_string(), NameEntry { pins: vec![sample_pin()], ..Default::default() });
+        names.insert("stranger._device.x.example".to_string(), NameEntry { pins: vec![sample_pin()], ..Default::default() });
         let map = TrustMap::new(sample_policy(), names, 7, 1_750_000_000);
         assert_eq!(map.name_count(), 1, "names outside the policy are dropped");
         let back = TrustMap::from_json(&map.to_json(), "t.json").unwrap();
         assert_eq!(back.generation, 7);
         assert_eq!(back.pins("car54._device.cars.example"), &[sample_pin()]);
-        assert!(back
-            .role("SSID1")
-            .unwrap()
-            .allows("car54._device.cars.example"));
+        assert!(back.role("SSID1").unwrap().allows("car54._device.cars.example"));
         assert!(back.pins("stranger._device.x.example").is_empty());
     }
 
@@ -335,14 +294,11 @@ mod tests {
         let good = TrustMap::new(sample_policy(), BTreeMap::new(), 1, 0).to_json();
         let e = TrustMap::from_json("{ not json", "m.json").unwrap_err();
         assert!(e.to_string().starts_with("m.json: line 1 column"), "{e}");
-        let e =
-            TrustMap::from_json(&good.replace("rlm_rust-trustmap", "other"), "m.json").unwrap_err();
+        let e = TrustMap::from_json(&good.replace("rlm_rust-trustmap", "other"), "m.json").unwrap_err();
         assert!(e.reason.contains("format"), "{e}");
-        let e = TrustMap::from_json(&good.replace("\"version\": 1", "\"version\": 9"), "m.json")
-            .unwrap_err();
+        let e = TrustMap::from_json(&good.replace("\"version\": 1", "\"version\": 9"), "m.json").unwrap_err();
         assert!(e.reason.contains("version 9"), "{e}");
-        let e = TrustMap::from_json(&good.replace("car54._device", "CAR54._device"), "m.json")
-            .unwrap_err();
+        let e = TrustMap::from_json(&good.replace("car54._device", "CAR54._device"), "m.json").unwrap_err();
         assert!(e.reason.contains("normal form"), "{e}");
     }
 
@@ -351,16 +307,25 @@ mod tests {
         let mut pin = sample_pin();
         pin.issuer = "/CN=Someone Else".into();
         let mut names = BTreeMap::new();
-        names.insert(
-            "car54._device.cars.example".to_string(),
-            NameEntry { pins: vec![pin] },
-        );
+        names.insert("car54._device.cars.example".to_string(), NameEntry { pins: vec![pin], ..Default::default() });
         let json = TrustMap::new(sample_policy(), names, 1, 0).to_json();
         let e = TrustMap::from_json(&json, "m.json").unwrap_err();
-        assert!(
-            e.reason.contains("pins[0]") && e.reason.contains("CA subject"),
-            "{e}"
-        );
+        assert!(e.reason.contains("pins[0]") && e.reason.contains("CA subject"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_chain_reference_outside_the_snapshot() {
+        let mut names = BTreeMap::new();
+        let entry = NameEntry { pins: vec![sample_pin()], chain: vec!["8538".into()], verified_at: 5 };
+        names.insert("car54._device.cars.example".to_string(), entry);
+        let map = TrustMap::new(sample_policy(), names.clone(), 1, 0);
+        let e = TrustMap::from_json(&map.to_json(), "m.json").unwrap_err();
+        assert!(e.reason.contains("chain CA 8538 is not in cas"), "{e}");
+        let cas = BTreeMap::from([("8538".to_string(), "PEM".to_string())]);
+        let back = TrustMap::from_json(&TrustMap::new(sample_policy(), names, 1, 0).with_cas(cas).to_json(), "m.json")
+            .unwrap();
+        assert_eq!(back.cas().len(), 1);
+        assert_eq!(back.entries().next().unwrap().1.verified_at, 5);
     }
 
     #[test]
@@ -368,14 +333,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("map.json");
         std::fs::write(&path, "old").unwrap();
-        TrustMap::new(sample_policy(), BTreeMap::new(), 3, 0)
-            .write_atomic(&path)
-            .unwrap();
+        TrustMap::new(sample_policy(), BTreeMap::new(), 3, 0).write_atomic(&path).unwrap();
         assert_eq!(TrustMap::load(&path).unwrap().generation, 3);
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp file left behind"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
     }
 }

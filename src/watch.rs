@@ -40,29 +40,17 @@ struct FileStamp {
 fn stamp(path: &Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        ino: m.ino(),
-        len: m.len(),
-        mtime: m.modified().ok(),
-    })
+    Some(FileStamp { ino: m.ino(), len: m.len(), mtime: m.modified().ok() })
 }
 
 /// Loads `path` into `cell` if it changed since `last`. Returns the new stamp.
-fn reload_if_changed(
-    label: &str,
-    path: &Path,
-    cell: &SnapshotCell,
-    last: Option<FileStamp>,
-) -> Option<FileStamp> {
+fn reload_if_changed(label: &str, path: &Path, cell: &SnapshotCell, last: Option<FileStamp>) -> Option<FileStamp> {
     let now = stamp(path);
     if now == last {
         return last;
     }
     let Some(_) = now else {
-        log::warn!(
-            "{label}: trust map {} disappeared; keeping the snapshot in service",
-            path.display()
-        );
+        log::warn!("{label}: trust map {} disappeared; keeping the snapshot in service", path.display());
         return now;
     };
     match TrustMap::load(path) {
@@ -99,26 +87,16 @@ impl Watcher {
     ) -> std::io::Result<Watcher> {
         let mut last = reload_if_changed(&label, &path, &cell, None);
         if last.is_none() {
-            log::warn!(
-                "{label}: trust map {} does not exist yet; rejecting until it does",
-                path.display()
-            );
+            log::warn!("{label}: trust map {} does not exist yet; rejecting until it does", path.display());
         }
         let (tx, rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("rlm_rust-watch".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        last = reload_if_changed(&label, &path, &cell, last)
-                    }
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-                }
-            })?;
-        Ok(Watcher {
-            stop: Some(tx),
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("rlm_rust-watch".into()).spawn(move || loop {
+            match rx.recv_timeout(interval) {
+                Err(RecvTimeoutError::Timeout) => last = reload_if_changed(&label, &path, &cell, last),
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        })?;
+        Ok(Watcher { stop: Some(tx), thread: Some(thread) })
     }
 
     pub fn stop(&mut self) {
@@ -146,35 +124,19 @@ mod tests {
     fn picks_up_a_replaced_file_and_keeps_the_last_good_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("map.json");
-        TrustMap::new(Policy::default(), BTreeMap::new(), 1, 0)
-            .write_atomic(&path)
-            .unwrap();
+        TrustMap::new(Policy::default(), BTreeMap::new(), 1, 0).write_atomic(&path).unwrap();
         let cell = Arc::new(SnapshotCell::default());
-        let mut w = Watcher::start(
-            "t".into(),
-            path.clone(),
-            cell.clone(),
-            Duration::from_millis(10),
-        )
-        .unwrap();
+        let mut w = Watcher::start("t".into(), path.clone(), cell.clone(), Duration::from_millis(10)).unwrap();
         assert_eq!(cell.load().as_ref().unwrap().generation, 1);
 
-        TrustMap::new(Policy::default(), BTreeMap::new(), 2, 0)
-            .write_atomic(&path)
-            .unwrap();
+        TrustMap::new(Policy::default(), BTreeMap::new(), 2, 0).write_atomic(&path).unwrap();
         wait_for(|| cell.load().as_ref().unwrap().generation == 2);
 
         std::fs::write(&path, "{ broken").unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(
-            cell.load().as_ref().unwrap().generation,
-            2,
-            "a bad file never replaces a good map"
-        );
+        assert_eq!(cell.load().as_ref().unwrap().generation, 2, "a bad file never replaces a good map");
 
-        TrustMap::new(Policy::default(), BTreeMap::new(), 3, 0)
-            .write_atomic(&path)
-            .unwrap();
+        TrustMap::new(Policy::default(), BTreeMap::new(), 3, 0).write_atomic(&path).unwrap();
         wait_for(|| cell.load().as_ref().unwrap().generation == 3);
         w.stop();
     }
@@ -182,10 +144,7 @@ mod tests {
     fn wait_for(cond: impl Fn() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !cond() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "condition not reached in 5 s"
-            );
+            assert!(std::time::Instant::now() < deadline, "condition not reached in 5 s");
             std::thread::sleep(Duration::from_millis(5));
         }
     }

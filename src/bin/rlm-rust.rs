@@ -19,11 +19,7 @@ use rlm_rust::presented::PresentedCert;
 use rlm_rust::trustmap::{NameEntry, TrustMap};
 
 #[derive(Parser)]
-#[command(
-    name = "rlm-rust",
-    version,
-    about = "Operator tool for the rlm_rust FreeRADIUS module"
-)]
+#[command(name = "rlm-rust", version, about = "Operator tool for the rlm_rust FreeRADIUS module")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,9 +87,7 @@ fn leaf_and_issuer(chain: &Path, pool: &[X509]) -> Result<(X509, X509), String> 
     let mut certs = read_certs(chain)?;
     let leaf = certs.remove(0);
     certs.extend(pool.iter().cloned());
-    let issuer = pki::find_issuer(&leaf, &certs)
-        .map_err(|e| format!("{}: {e}", chain.display()))?
-        .clone();
+    let issuer = pki::find_issuer(&leaf, &certs).map_err(|e| format!("{}: {e}", chain.display()))?.clone();
     Ok((leaf, issuer))
 }
 
@@ -107,29 +101,17 @@ fn load_pool(cas: &[PathBuf]) -> Result<Vec<X509>, String> {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Pin {
-            policy: policy_path,
-            out,
-            cas,
-            generation,
-            chains,
-        } => {
+        Command::Pin { policy: policy_path, out, cas, generation, chains } => {
             let loaded = policy::load(&policy_path)?;
             for d in &loaded.diagnostics {
                 eprintln!("warning: {d}");
             }
-            let allowed = loaded
-                .policy
-                .names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect::<Vec<_>>();
+            let allowed = loaded.policy.names().into_iter().map(str::to_owned).collect::<Vec<_>>();
             let pool = load_pool(&cas)?;
             let mut names: BTreeMap<String, NameEntry> = BTreeMap::new();
             for chain in &chains {
                 let (leaf, issuer) = leaf_and_issuer(chain, &pool)?;
-                let pin =
-                    Pin::new(&leaf, &issuer).map_err(|e| format!("{}: {e}", chain.display()))?;
+                let pin = Pin::new(&leaf, &issuer).map_err(|e| format!("{}: {e}", chain.display()))?;
                 let mut pinned_any = false;
                 for san in pki::san_dns_names(&leaf) {
                     let Ok(n) = rlm_rust::name::normalize(&san) else {
@@ -137,19 +119,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     };
                     if allowed.contains(&n) {
                         names.entry(n.clone()).or_default().pins.push(pin.clone());
-                        println!(
-                            "pinned {n} <- {} (sha256 {})",
-                            chain.display(),
-                            hex::encode(&pin.sha256)
-                        );
+                        println!("pinned {n} <- {} (sha256 {})", chain.display(), hex::encode(&pin.sha256));
                         pinned_any = true;
                     }
                 }
                 if !pinned_any {
-                    eprintln!(
-                        "warning: {}: no SAN dNSName of this certificate is in the policy",
-                        chain.display()
-                    );
+                    eprintln!("warning: {}: no SAN dNSName of this certificate is in the policy", chain.display());
                 }
             }
             let now = std::time::SystemTime::now()
@@ -157,23 +132,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
             let map = TrustMap::new(loaded.policy, names, generation, now);
-            map.write_atomic(&out)
-                .map_err(|e| format!("{}: {e}", out.display()))?;
-            println!(
-                "wrote {} ({} names, {} pins)",
-                out.display(),
-                map.name_count(),
-                map.pin_count()
-            );
+            map.write_atomic(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("wrote {} ({} names, {} pins)", out.display(), map.name_count(), map.pin_count());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain {
-            trust_map,
-            name,
-            ssid,
-            cas,
-            chain,
-        } => {
+        Command::Explain { trust_map, name, ssid, cas, chain } => {
             let map = TrustMap::load(&trust_map).map_err(|e| e.to_string())?;
             let pool = load_pool(&cas)?;
             let (leaf, issuer) = leaf_and_issuer(&chain, &pool)?;
@@ -192,9 +155,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     issuer: Some(&c.issuer),
                     valid_since: Some(&c.valid_since),
                     expiration: Some(&c.expiration),
-                    authority_key_id: Some(&c.authority_key_id)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| s.as_str()),
+                    authority_key_id: Some(&c.authority_key_id).filter(|s| !s.is_empty()).map(|s| s.as_str()),
                     san_dns: &sans,
                     ca_serial: Some(&i.serial),
                     ca_subject: Some(&i.subject),
@@ -203,10 +164,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     ca_expiration: Some(&i.expiration),
                 },
             };
-            println!(
-                "certificate: subject {} issuer {} serial {}",
-                c.subject, c.issuer, c.serial
-            );
+            println!("certificate: subject {} issuer {} serial {}", c.subject, c.issuer, c.serial);
             match check(Some(&map), &req) {
                 Decision::Accept { reply } => {
                     println!("accept: {name} on SSID {ssid}");
@@ -223,16 +181,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Show { trust_map } => {
             let map = TrustMap::load(&trust_map).map_err(|e| e.to_string())?;
-            println!(
-                "generation {} written at {}",
-                map.generation, map.generated_at
-            );
+            println!("generation {} written at {}", map.generation, map.generated_at);
             for (ssid, role) in &map.policy().ssids {
-                println!(
-                    "SSID {ssid}: {} members, {} reply attributes",
-                    role.members.len(),
-                    role.reply.len()
-                );
+                println!("SSID {ssid}: {} members, {} reply attributes", role.members.len(), role.reply.len());
             }
             for (name, entry) in map.entries() {
                 for pin in &entry.pins {
