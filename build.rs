@@ -20,8 +20,7 @@ fn freeradius_include_dir(manifest: &Path) -> PathBuf {
 }
 
 fn main() {
-    let manifest =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let include = manifest.join("include");
     let fr_include = freeradius_include_dir(&manifest);
@@ -46,8 +45,7 @@ fn main() {
     let devel = compat.join("freeradius-devel");
     if !devel.exists() {
         std::fs::create_dir_all(&compat).expect("create OUT_DIR/fr-compat");
-        std::os::unix::fs::symlink(fr_include.join("freeradius"), &devel)
-            .expect("symlink freeradius-devel");
+        std::os::unix::fs::symlink(fr_include.join("freeradius"), &devel).expect("symlink freeradius-devel");
     }
 
     cc::Build::new()
@@ -65,10 +63,7 @@ fn main() {
     let export_map = out.join("rlm_rust.exports");
     std::fs::write(&export_map, "{ global: rlm_rust; };\n").expect("write export map");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--undefined=rlm_rust");
-    println!(
-        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
-        export_map.display()
-    );
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", export_map.display());
 
     bindgen::Builder::default()
         .header(include.join("rlm_rust.h").to_string_lossy())

@@ -108,7 +108,8 @@ pub fn hex_eq(text: &str, bytes: &[u8]) -> bool {
         None => want.next().is_none(),
         Some(b) => want.next() == Some(b) && decoded.by_ref().eq(want),
     };
-    equal && !decoded.bad && decoded.next().is_none() && !decoded.bad
+    // When equal, `decoded` ran to its end; a bad digit there ended it early.
+    equal && !decoded.bad
 }
 
 struct HexBytes<I: Iterator<Item = u8>> {

@@ -90,10 +90,10 @@ impl Watcher {
             log::warn!("{label}: trust map {} does not exist yet; rejecting until it does", path.display());
         }
         let (tx, rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new().name("rlm_rust-watch".into()).spawn(move || loop {
-            match rx.recv_timeout(interval) {
-                Err(RecvTimeoutError::Timeout) => last = reload_if_changed(&label, &path, &cell, last),
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        let thread = std::thread::Builder::new().name("rlm_rust-watch".into()).spawn(move || {
+            // A message or a dropped sender both mean stop.
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                last = reload_if_changed(&label, &path, &cell, last);
             }
         })?;
         Ok(Watcher { stop: Some(tx), thread: Some(thread) })

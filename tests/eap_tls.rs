@@ -1,0 +1,580 @@
+//! End-to-end EAP-TLS through real parts: `freeradius -X` loading the built `rlm_rust.so`
+//! with the shipped `raddb/` files, `eapol_test` as the device, trust maps written by the
+//! `rlm-rust` CLI, certificates from a throwaway two-organisation PKI in which TLS trusts
+//! both device CAs (so rejecting the wrong organisation is the module's job).
+//!
+//! Every test asserts the RADIUS outcome, the module's logged decision, and for a reject
+//! that the device got EAP-Failure and never EAP-Success. Each test has its own temp dir
+//! and port, so they run in parallel. Needs `freeradius` (3.2) and `eapol_test`
+//! (package eapoltest) on PATH; set `RLM_RUST_SKIP_EAP_TLS=1` to skip on machines
+//! without them.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::eapol::{EapolResult, Supplicant, AP_MAC_COLONS, AP_MAC_DASHES};
+use support::pki::{CAR54, CAR55, CAR77, METER7};
+use support::radiusd::{sent_block, Lab, Options, Radiusd};
+use support::trustmap::{json_policy, line_policy, replace_atomically, Role};
+
+const CARS_WIFI: &str = "Cars-WiFi";
+const METERS_WIFI: &str = "Meters-WiFi";
+const DEPOT_WIFI: &str = "Depot-WiFi";
+const GUEST_WIFI: &str = "Guest-WiFi";
+
+/// Whether to skip (explicitly asked, so a missing tool never silently passes CI).
+fn skip() -> bool {
+    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
+        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
+        return true;
+    }
+    for p in ["freeradius", "eapol_test"] {
+        assert!(
+            support::have_program(p),
+            "{p} not on PATH (install freeradius / eapoltest, or set RLM_RUST_SKIP_EAP_TLS=1)"
+        );
+    }
+    false
+}
+
+/// The standard policy: car54 on Cars-WiFi (VLAN 10), meter7 on Meters-WiFi.
+fn standard_policy() -> String {
+    json_policy(
+        "test",
+        &[
+            Role { ssid: CARS_WIFI, members: &[CAR54], reply: &[("Tunnel-Private-Group-Id", "10")] },
+            Role { ssid: METERS_WIFI, members: &[METER7], reply: &[] },
+        ],
+    )
+}
+
+/// Runs one authentication and returns the supplicant's result and radiusd's log of it.
+fn auth(lab: &Lab, rd: &Radiusd, s: &Supplicant) -> (EapolResult, String) {
+    let mark = rd.mark();
+    let r = lab.eapol(s);
+    let log = rd.wait_reply_logged(mark);
+    (r, log)
+}
+
+fn accept_line(instance: &str, name: &str, ssid: &str) -> String {
+    format!("rlm_rust[{instance}]: accept name={name} ssid={ssid}")
+}
+
+fn reject_line(instance: &str, name: &str, ssid: &str, reason: &str) -> String {
+    format!("rlm_rust[{instance}]: reject name={name} ssid={ssid} reason={reason}")
+}
+
+fn assert_accepted(r: &EapolResult, log: &str, instance: &str, name: &str, ssid: &str) {
+    r.assert_accepted();
+    let line = accept_line(instance, name, ssid);
+    assert!(log.contains(&line), "log lacks {line:?}:\n{log}");
+    assert!(log.contains("Sent Access-Accept"), "no Access-Accept logged:\n{log}");
+    let reject = format!("rlm_rust[{instance}]: reject ");
+    assert!(!log.contains(&reject), "a reject was logged for an accepted device:\n{log}");
+}
+
+/// Reject with EAP-Failure, the module's reason logged, no keys in the reject.
+fn assert_rejected(r: &EapolResult, log: &str, instance: &str, name: &str, ssid: &str, reason: &str) {
+    r.assert_rejected_with_eap_failure();
+    let line = reject_line(instance, name, ssid, reason);
+    assert!(log.contains(&line), "log lacks {line:?}:\n{log}");
+    assert!(!log.contains("Sent Access-Accept"), "Access-Accept logged:\n{log}");
+    let block = sent_block(log, "Access-Reject").unwrap_or_else(|| panic!("no Access-Reject logged:\n{log}"));
+    assert!(
+        !block.contains("MS-MPPE") && !block.contains("EAP-MSK") && !block.contains("EAP-EMSK"),
+        "keying material in the Access-Reject:\n{block}"
+    );
+    assert!(!block.contains("EAP-Message = 0x03"), "EAP-Success in the Access-Reject:\n{block}");
+}
+
+/// A lab with the standard policy pinned for org A's car54 and org B's meter7.
+fn standard_lab(opts: Options) -> (Lab, support::pki::Device, support::pki::Device) {
+    let lab = Lab::new(opts);
+    let car54 = lab.cars_device("car54", CAR54);
+    let meter7 = lab.meters_device("meter7", METER7);
+    lab.pin(&standard_policy(), &[&car54.chain, &meter7.chain]);
+    (lab, car54, meter7)
+}
+
+#[test]
+fn config_check_loads_the_module() {
+    if skip() {
+        return;
+    }
+    let (lab, _, _) = standard_lab(Options::default());
+    let (ok, out) = lab.config_check();
+    assert!(ok, "freeradius -C failed:\n{out}");
+    // A lost `rlm_rust` export fails here ("Failed linking to rlm_rust structure: ... undefined symbol: rlm_rust").
+    assert!(out.contains("rlm_rust"), "rlm_rust not loaded:\n{out}");
+    assert!(out.contains("Configuration appears to be OK"), "no OK from freeradius -C:\n{out}");
+    // The instance read its options: it loaded the shipped trust_map path
+    // (${localstatedir} expanded to the lab's).
+    let path = lab.trust_map.display().to_string();
+    assert!(
+        out.lines().any(|l| l.contains("rlm_rust[rust]") && l.contains(&path)),
+        "instance rust did not report loading {path}:\n{out}"
+    );
+}
+
+/// `trust_map` is documented as required: an instance without it must not start.
+#[test]
+fn config_check_refuses_an_instance_without_trust_map() {
+    if skip() {
+        return;
+    }
+    let (lab, _, _) = standard_lab(Options {
+        extra_modules: vec![("rust-broken".into(), "rust broken {\n\treload_interval = 1.0\n}\n".into())],
+        ..Options::default()
+    });
+    let (ok, out) = lab.config_check();
+    assert!(!ok, "freeradius -C accepted an instance without trust_map:\n{out}");
+    assert!(
+        out.lines().any(|l| l.contains("trust_map") && (l.contains("broken") || l.contains("Error"))),
+        "the error does not name trust_map:\n{out}"
+    );
+}
+
+#[test]
+fn legitimate_device_is_accepted_with_its_role_reply() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options::default());
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+    let block = sent_block(&log, "Access-Accept").expect("accept block");
+    assert!(
+        block.contains("Tunnel-Private-Group-Id") && block.contains("\"10\""),
+        "VLAN of the role missing from the Access-Accept:\n{block}"
+    );
+    assert!(block.contains("MS-MPPE-Recv-Key"), "no session keys in the accept:\n{block}");
+
+    // Called-Station-Id with a colon-separated MAC (`aa:bb:cc:dd:ee:ff:SSID`).
+    let s = lab.supplicant(&car54, CARS_WIFI).called_station_id(Some(&format!("{AP_MAC_COLONS}:{CARS_WIFI}")));
+    let (r, log) = auth(&lab, &rd, &s);
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+}
+
+#[test]
+fn cross_domain_certificate_for_the_same_name_is_rejected() {
+    if skip() {
+        return;
+    }
+    let (mut lab, _, _) = standard_lab(Options::default());
+    // Org B's CA (trusted by TLS for its own devices) issues a certificate for org A's name.
+    let forged = lab.meters_device("car54-by-meters", CAR54);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    // TLS itself accepted the chain: the refusal is the module's, via the virtual server.
+    assert!(
+        log.contains("Certificate rejected by the virtual server"),
+        "expected the check-eap-tls-dane rejection:\n{log}"
+    );
+}
+
+#[test]
+fn name_not_allowed_on_this_ssid_is_rejected() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, meter7) = standard_lab(Options::default());
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, METERS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, METERS_WIFI, "name not allowed on SSID");
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", METER7, CARS_WIFI, "name not allowed on SSID");
+}
+
+#[test]
+fn unknown_ssid_is_rejected() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options::default());
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, "Nobodys-WiFi"));
+    assert_rejected(&r, &log, "rust", CAR54, "Nobodys-WiFi", "unknown SSID");
+}
+
+#[test]
+fn called_station_id_without_ssid_is_rejected() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options::default());
+    let rd = lab.start();
+    // A bare MAC, with dashes and with colons.
+    for csi in [AP_MAC_DASHES, AP_MAC_COLONS] {
+        let s = lab.supplicant(&car54, CARS_WIFI).called_station_id(Some(csi));
+        let (r, log) = auth(&lab, &rd, &s);
+        assert_rejected(&r, &log, "rust", CAR54, "-", "no SSID in Called-Station-Id");
+    }
+    // No Called-Station-Id at all.
+    let s = lab.supplicant(&car54, CARS_WIFI).called_station_id(None);
+    let (r, log) = auth(&lab, &rd, &s);
+    assert_rejected(&r, &log, "rust", CAR54, "-", "no SSID in Called-Station-Id");
+}
+
+#[test]
+fn certificate_whose_san_is_not_the_claimed_name_is_rejected() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new(Options::default());
+    let car54 = lab.cars_device("car54", CAR54);
+    // Same org, valid and pinned for its own name car77, but claims car54.
+    let car77 = lab.cars_device("car77", CAR77);
+    let policy = line_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, CAR77)]);
+    lab.pin(&policy, &[&car54.chain, &car77.chain]);
+    let rd = lab.start();
+    let s = lab.supplicant(&car77, CARS_WIFI).identity(CAR54);
+    let (r, log) = auth(&lab, &rd, &s);
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "SAN does not contain the name");
+    // The same certificate under its own name is fine (line-format policy, no reply).
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car77, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR77, CARS_WIFI);
+}
+
+#[test]
+fn allowed_name_without_published_certificate_is_rejected() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new(Options::default());
+    let car54 = lab.cars_device("car54", CAR54);
+    let car55 = lab.cars_device("car55", CAR55);
+    // car55 is allowed by the policy, but only car54's certificate is pinned.
+    lab.pin(&line_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, CAR55)]), &[&car54.chain]);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car55, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR55, CARS_WIFI, "name has no published certificate");
+}
+
+#[test]
+fn invalid_user_name_is_rejected() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options::default());
+    let rd = lab.start();
+    let s = lab.supplicant(&car54, CARS_WIFI).identity("car54 ._device.cars.example");
+    let (r, log) = auth(&lab, &rd, &s);
+    r.assert_rejected_with_eap_failure();
+    assert!(
+        log.contains("rlm_rust[rust]: reject name=car54\\u{20}._device.cars.example")
+            && log.contains("reason=invalid name"),
+        "expected an invalid-name reject, escaped in the log:\n{log}"
+    );
+}
+
+#[test]
+fn replaced_trust_map_is_followed_without_restart() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, meter7) = standard_lab(Options::default());
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, DEPOT_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, DEPOT_WIFI, "unknown SSID");
+
+    // The sync (here: the CLI) writes a new map: car54 may now also use Depot-WiFi.
+    let grown = json_policy(
+        "test-v2",
+        &[
+            Role { ssid: CARS_WIFI, members: &[CAR54], reply: &[] },
+            Role { ssid: DEPOT_WIFI, members: &[CAR54], reply: &[("Tunnel-Private-Group-Id", "20")] },
+        ],
+    );
+    let mark = rd.mark();
+    lab.pin(&grown, &[&car54.chain, &meter7.chain]);
+    rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, DEPOT_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, DEPOT_WIFI);
+    let block = sent_block(&log, "Access-Accept").expect("accept block");
+    assert!(block.contains("Tunnel-Private-Group-Id") && block.contains("\"20\""), "{block}");
+
+    // And back: car54 removed from the policy is refused at once, while TLS still trusts
+    // its CA and its certificate is unchanged.
+    let shrunk = line_policy(&[(METERS_WIFI, METER7)]);
+    let mark = rd.mark();
+    lab.pin(&shrunk, &[&meter7.chain]);
+    rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "unknown SSID");
+    assert!(!rd.log().contains("Exiting normally"), "radiusd restarted or exited");
+}
+
+#[test]
+fn corrupt_trust_map_keeps_the_previous_one() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options::default());
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+
+    let mark = rd.mark();
+    replace_atomically(&lab.trust_map, b"{\"generation\": 7, \"this is\": not json");
+    // The error is logged once, naming the file.
+    let path = lab.trust_map.display().to_string();
+    let found = support::poll_until(Duration::from_secs(10), || {
+        rd.log_since(mark).lines().any(|l| {
+            l.contains(&path) && ["refused", "error", "Error", "invalid", "keeping"].iter().any(|w| l.contains(w))
+        })
+    });
+    assert!(found, "no error naming {path} logged:\n{}", rd.log_since(mark));
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+
+    // Removing the file does not drop the map either.
+    std::fs::remove_file(&lab.trust_map).expect("rm trust map");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+}
+
+/// Call site 1: the module only in post-auth (no virtual server). The shim must turn the
+/// EAP-Success that eap already put in the reply into EAP-Failure and strip the keys.
+#[test]
+fn post_auth_only_reject_sends_eap_failure() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options { virtual_server: false, ..Options::default() });
+    let forged = lab.meters_device("car54-by-meters", CAR54);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    assert!(
+        !log.contains("Certificate rejected by the virtual server"),
+        "the virtual server ran although it is disabled:\n{log}"
+    );
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+    let block = sent_block(&log, "Access-Accept").expect("accept block");
+    assert!(block.contains("Tunnel-Private-Group-Id"), "{block}");
+}
+
+/// Call site 2: the module only in the check-eap-tls-dane virtual server's authorize.
+#[test]
+fn virtual_server_only_reject_sends_eap_failure() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options { post_auth: false, ..Options::default() });
+    let forged = lab.meters_device("car54-by-meters", CAR54);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    assert!(
+        log.contains("Certificate rejected by the virtual server"),
+        "expected the check-eap-tls-dane rejection:\n{log}"
+    );
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+    // The role's reply added in the virtual server reaches the outer Access-Accept.
+    let block = sent_block(&log, "Access-Accept").expect("accept block");
+    assert!(block.contains("Tunnel-Private-Group-Id") && block.contains("\"10\""), "{block}");
+}
+
+/// Control for the post-auth fix-up: with `eap_failure_on_reject = no` FreeRADIUS leaves
+/// EAP-Success in the Access-Reject (why the option defaults to yes). The site's
+/// Post-Auth-Type REJECT still strips the session keys.
+#[test]
+fn post_auth_reject_without_fixup_leaks_eap_success_but_no_keys() {
+    if skip() {
+        return;
+    }
+    let (mut lab, _, _) =
+        standard_lab(Options { virtual_server: false, eap_failure_on_reject: false, ..Options::default() });
+    let forged = lab.meters_device("car54-by-meters", CAR54);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
+    assert!(!r.accepted && r.access_reject, "{}", r.tail());
+    assert!(log.contains(&reject_line("rust", CAR54, CARS_WIFI, "certificate matches no pin")), "{log}");
+    let block = sent_block(&log, "Access-Reject").expect("reject block");
+    assert!(!block.contains("MS-MPPE"), "session keys in the Access-Reject:\n{block}");
+    // If this starts failing, FreeRADIUS fixed it itself: the option may become moot.
+    assert!(r.eap_success, "expected FreeRADIUS to leave EAP-Success in the reject without the fix-up:\n{}", r.tail());
+}
+
+#[test]
+fn two_instances_use_separate_trust_maps() {
+    if skip() {
+        return;
+    }
+    let guests_module = "rust guests {\n\ttrust_map = ${localstatedir}/lib/rlm_rust/guests.json\n\treload_interval = 1.0\n\teap_failure_on_reject = yes\n}\n";
+    let choose = "\t\tif (&Called-Station-Id =~ /:Guest-WiFi$/) {\n\t\t\tguests\n\t\t}\n\t\telse {\n\t\t\trust\n\t\t}";
+    let mut lab = Lab::new(Options {
+        virtual_server: false,
+        post_auth_unlang: Some(choose.into()),
+        extra_modules: vec![("rust-guests".into(), guests_module.into())],
+        ..Options::default()
+    });
+    let car54 = lab.cars_device("car54", CAR54);
+    let meter7 = lab.meters_device("meter7", METER7);
+    lab.pin(&line_policy(&[(CARS_WIFI, CAR54)]), &[&car54.chain]);
+    let guests_map = lab.localstatedir.join("lib/rlm_rust/guests.json");
+    lab.pin_to(
+        &guests_map,
+        &json_policy(
+            "guests",
+            &[Role { ssid: GUEST_WIFI, members: &[METER7], reply: &[("Tunnel-Private-Group-Id", "99")] }],
+        ),
+        &[&meter7.chain],
+    );
+    let rd = lab.start();
+
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, GUEST_WIFI));
+    assert_accepted(&r, &log, "guests", METER7, GUEST_WIFI);
+    let block = sent_block(&log, "Access-Accept").expect("accept block");
+    assert!(block.contains("\"99\""), "guests' VLAN missing:\n{block}");
+    // Each instance only knows its own map.
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, GUEST_WIFI));
+    assert_rejected(&r, &log, "guests", CAR54, GUEST_WIFI, "name not allowed on SSID");
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", METER7, CARS_WIFI, "name not allowed on SSID");
+}
+
+#[test]
+fn ca_file_setup_works_too() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options { ca_file: true, ..Options::default() });
+    let forged = lab.meters_device("car54-by-meters", CAR54);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+}
+
+/// `rlm-rust explain` agrees with the running module on the two headline cases.
+#[test]
+fn explain_agrees_with_the_module() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = support::pki::TestPki::new(&dir.path().join("pki"));
+    let car54 = pki.device(&pki.cars_ca, "car54", CAR54);
+    let forged = pki.device(&pki.meters_ca, "forged", CAR54);
+    let map = dir.path().join("map/trustmap.json");
+    support::trustmap::pin(
+        &map,
+        &standard_policy(),
+        &[pki.cars_ca.pem.as_path(), pki.meters_ca.pem.as_path()],
+        &[car54.chain.as_path()],
+    );
+    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &car54.chain);
+    assert!(ok && out.contains("accept"), "{out}");
+    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, Path::new(&forged.chain));
+    assert!(!ok && out.contains("certificate matches no pin"), "{out}");
+}
+
+#[test]
+fn missing_trust_map_rejects_until_it_appears() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new(Options::default());
+    let car54 = lab.cars_device("car54", CAR54);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "no trust map loaded");
+
+    let mark = rd.mark();
+    lab.pin(&standard_policy(), &[&car54.chain]);
+    rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+}
+
+/// The CA set: a CA added to `ca_path` while radiusd runs is used at the next handshake
+/// (research/freeradius.md); until then TLS itself refuses its devices with EAP-Failure.
+#[test]
+fn ca_added_to_ca_path_is_used_without_restart() {
+    if skip() {
+        return;
+    }
+    let (mut lab, _, meter7) = standard_lab(Options::default());
+    let ca_path = lab.certdir.join("dane-ca");
+    std::fs::remove_dir_all(&ca_path).expect("rm ca_path");
+    support::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca]);
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
+    r.assert_rejected_with_eap_failure();
+    assert!(!log.contains("rlm_rust[rust]:"), "the module ran although TLS should have refused the chain:\n{log}");
+    support::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca, &lab.pki.meters_ca]);
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
+    assert_accepted(&r, &log, "rust", METER7, METERS_WIFI);
+}
+
+/// The other half of the CA-set behaviour: a CA removed from `ca_path` stays in OpenSSL's
+/// store of the running radiusd (until `ca_path_reload_interval`), so TLS keeps accepting
+/// its devices. Revocation therefore has to come from the trust map, at once.
+#[test]
+fn ca_removed_from_ca_path_stays_trusted_so_the_map_revokes() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, meter7) = standard_lab(Options::default());
+    let rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
+    assert_accepted(&r, &log, "rust", METER7, METERS_WIFI);
+
+    let ca_path = lab.certdir.join("dane-ca");
+    std::fs::remove_dir_all(&ca_path).expect("rm ca_path");
+    support::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca]);
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
+    // If this fails, OpenSSL stopped caching ca_path lookups: update research/freeradius.md.
+    assert_accepted(&r, &log, "rust", METER7, METERS_WIFI);
+
+    let mark = rd.mark();
+    lab.pin(&line_policy(&[(CARS_WIFI, CAR54)]), &[&car54.chain]);
+    rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
+    assert_rejected(&r, &log, "rust", METER7, METERS_WIFI, "unknown SSID");
+}
+
+/// SIGHUP with a changed module file: radiusd re-reads its configuration and reloads
+/// HUP-safe modules it considers changed (observed on 3.2.1 with a `mods-enabled/`
+/// directory include: "HUP - Re-reading configuration files", "HUP - loading modules", and
+/// rlm_rust is *not* re-instantiated). Either way the server must survive and keep deciding
+/// with the trust map; if the module is re-instantiated, the new instance loads the map.
+#[test]
+fn sighup_with_changed_config_keeps_serving() {
+    if skip() {
+        return;
+    }
+    let (mut lab, car54, _) = standard_lab(Options::default());
+    let forged = lab.meters_device("car54-by-meters", CAR54);
+    let mut rd = lab.start();
+    let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+    assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+    let module_file = lab.raddb.join("mods-enabled/rust");
+    for round in 0..2 {
+        // radiusd ignores a HUP when no config file changed ("HUP - No files changed").
+        std::thread::sleep(Duration::from_millis(1100));
+        let mut text = std::fs::read_to_string(&module_file).expect("read module");
+        text.push_str(&format!("# touched for HUP {round}\n"));
+        std::fs::write(&module_file, text).expect("touch module");
+        let mark = rd.mark();
+        rd.hup();
+        rd.wait_for(mark, "HUP - loading modules", Duration::from_secs(10));
+        let log = rd.wait_for(mark, "Ready to process requests", Duration::from_secs(10));
+        if log.contains("Reloaded module \"rust\"") {
+            rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
+        }
+        assert!(rd.running(), "radiusd died on HUP:\n{}", rd.log_since(mark));
+        let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
+        assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
+        let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
+        assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    }
+}
