@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod config;
+pub mod dane;
 pub mod ffi;
 pub mod instance;
 pub mod logging;
