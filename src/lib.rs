@@ -5,6 +5,9 @@
 //! snapshot; everything that does I/O lives in [`watch`] (and, later, the DNS sync).
 //! [`ffi`] is the thin boundary radiusd calls through the C shim.
 
+pub mod cafetch;
+pub mod caset;
+pub mod chain;
 pub mod check;
 pub mod config;
 pub mod dane;
