@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{self, ssid_of, Decision, Request};
 use crate::config::Config;
+use crate::sync::SyncThread;
 use crate::watch::{SnapshotCell, Watcher};
 
 /// What the request path reports back, besides the decision.
@@ -16,22 +17,38 @@ pub struct Outcome<'m> {
     pub log_line: String,
 }
 
+/// Who keeps the snapshot current: the file watcher (hand-made maps) or the DNS sync.
+enum Feeder {
+    Watch(Watcher),
+    Sync(SyncThread),
+}
+
 pub struct Instance {
     label: String,
     snapshot: Arc<SnapshotCell>,
-    watcher: Watcher,
+    feeder: Feeder,
 }
 
 /// Shortest interval accepted: polling a file faster than this buys nothing.
 const MIN_RELOAD: Duration = Duration::from_millis(50);
 
 impl Instance {
-    pub fn start(config: Config) -> std::io::Result<Instance> {
+    /// Starts the instance's background thread. With `policy` set the DNS sync owns the
+    /// trust map; without it the file is watched for hand-made maps.
+    pub fn start(config: Config) -> Result<Instance, String> {
         let label = format!("rlm_rust[{}]", config.name);
         let snapshot = Arc::new(SnapshotCell::default());
         let interval = config.reload_interval.max(MIN_RELOAD);
-        let watcher = Watcher::start(label.clone(), config.trust_map, snapshot.clone(), interval)?;
-        Ok(Instance { label, snapshot, watcher })
+        let feeder = match config.sync {
+            Some(sync) => {
+                Feeder::Sync(SyncThread::start(label.clone(), sync, config.trust_map, snapshot.clone(), interval)?)
+            }
+            None => Feeder::Watch(
+                Watcher::start(label.clone(), config.trust_map, snapshot.clone(), interval)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(Instance { label, snapshot, feeder })
     }
 
     pub fn snapshot(&self) -> &SnapshotCell {
@@ -66,7 +83,10 @@ impl Instance {
     }
 
     pub fn stop(&mut self) {
-        self.watcher.stop();
+        match &mut self.feeder {
+            Feeder::Watch(w) => w.stop(),
+            Feeder::Sync(s) => s.stop(),
+        }
     }
 }
 

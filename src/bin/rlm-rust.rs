@@ -65,6 +65,27 @@ enum Command {
         #[arg(long)]
         trust_map: PathBuf,
     },
+    /// Run one DNS sync outside radiusd with the module's configuration and print, per
+    /// name, what was found: records, DNSSEC status, chain, pins, or why each was skipped.
+    Sync {
+        /// The module file (e.g. /etc/freeradius/3.0/mods-enabled/rust).
+        #[arg(long)]
+        config: PathBuf,
+        /// The instance name (`rust NAME { }`); default: the unnamed `rust { }`.
+        #[arg(long)]
+        instance: Option<String>,
+        /// raddb directory for ${confdir}-style variables.
+        #[arg(long, default_value = "/etc/freeradius/3.0")]
+        raddb: String,
+        /// Override an option: --set dns_servers=127.0.0.1:5353 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Also write the CA set and the trust map, as the module would.
+        #[arg(long)]
+        write: bool,
+        /// Only these names (default: every name of the policy).
+        names: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -179,6 +200,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
         }
+        Command::Sync { config, instance, raddb, overrides, write, names } => {
+            sync_once(&config, instance.as_deref(), &raddb, &overrides, write, names)
+        }
         Command::Show { trust_map } => {
             let map = TrustMap::load(&trust_map).map_err(|e| e.to_string())?;
             println!("generation {} written at {}", map.generation, map.generated_at);
@@ -198,4 +222,53 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn sync_once(
+    config: &Path,
+    instance: Option<&str>,
+    raddb: &str,
+    overrides: &[String],
+    write: bool,
+    only: Vec<String>,
+) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut pairs = rlm_rust::config::parse_section(&text, instance, &rlm_rust::config::debian_vars(raddb))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    for o in overrides {
+        let (k, v) = o.split_once('=').ok_or(format!("--set {o:?}: expected KEY=VALUE"))?;
+        pairs.retain(|(key, _)| key != k);
+        pairs.push((k.to_owned(), v.to_owned()));
+    }
+    let cfg = rlm_rust::config::from_pairs(instance.unwrap_or("rust"), &pairs)
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    let sync = cfg.sync.ok_or("this instance has no `policy`: nothing to sync (it uses a hand-made trust map)")?;
+    let loaded = policy::load(&sync.policy)?;
+    for d in &loaded.diagnostics {
+        eprintln!("warning: policy {d}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut engine = rlm_rust::sync::Engine::new("rlm-rust sync".into(), sync, cfg.trust_map.clone())?;
+        engine.set_policy(loaded.policy);
+        let names = if only.is_empty() { engine.all_names() } else { only };
+        let started = std::time::Instant::now();
+        let (_, reports) = engine.round(names.clone()).await;
+        for r in &reports {
+            print!("{r}");
+        }
+        let pinned = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
+        println!("{} names looked up in {:.2?}: {pinned} pinned", names.len(), started.elapsed());
+        if write {
+            let map = engine.publish()?;
+            println!(
+                "wrote {} (generation {}, {} names, {} pins)",
+                cfg.trust_map.display(),
+                map.generation,
+                map.name_count(),
+                map.pin_count()
+            );
+        }
+        Ok(if pinned == names.len() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    })
 }

@@ -16,9 +16,12 @@
 //!   eapol_test; without it a missing tool fails the test).
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod eapol;
+pub mod https;
 pub mod pki;
 pub mod radiusd;
+pub mod stack;
 pub mod trustmap;
 
 use std::path::Path;

@@ -93,6 +93,11 @@ pub struct Options {
     pub extra_modules: Vec<(String, String)>,
     /// Use the commented `ca_file` (one bundle) instead of `ca_path`.
     pub ca_file: bool,
+    /// Extra `key = value` lines for the `rust { }` section (e.g. the DNS sync options).
+    pub rust_options: Vec<(String, String)>,
+    /// Run `freeradius -X` (full debug log, what the assertions read). Benchmarks turn
+    /// it off: debug logging costs more than the module.
+    pub debug: bool,
 }
 
 impl Default for Options {
@@ -105,6 +110,8 @@ impl Default for Options {
             post_auth_unlang: None,
             extra_modules: Vec::new(),
             ca_file: false,
+            rust_options: Vec::new(),
+            debug: true,
         }
     }
 }
@@ -273,6 +280,15 @@ $INCLUDE sites-enabled/
                 "mods-available/rust",
             );
         }
+        if !o.rust_options.is_empty() {
+            let extra: String = o.rust_options.iter().map(|(k, v)| format!("\t{k} = \"{v}\"\n")).collect();
+            rust = replace_once(
+                &rust,
+                "\n\teap_failure_on_reject = ",
+                &format!("\n{extra}\teap_failure_on_reject = "),
+                "mods-available/rust",
+            );
+        }
         write(&self.raddb.join("mods-enabled/rust"), &rust);
 
         // mods-enabled/eap-dane
@@ -378,8 +394,10 @@ $INCLUDE sites-enabled/
             }
             let log = self.root.join(format!("radiusd-{attempt}.log"));
             let f = File::create(&log).expect("log");
+            let flags: &[&str] =
+                if self.opts.debug { &["-X", "-f", "-l", "stdout", "-d"] } else { &["-f", "-l", "stdout", "-d"] };
             let child = Command::new("freeradius")
-                .args(["-X", "-f", "-l", "stdout", "-d"])
+                .args(flags)
                 .arg(&self.raddb)
                 .env_remove("FR_LIBRARY_PATH")
                 .stdin(Stdio::null())
@@ -419,6 +437,11 @@ pub struct Radiusd {
 }
 
 impl Radiusd {
+    /// The server's process id (for RSS measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The whole log so far.
     pub fn log(&self) -> String {
         super::read_lossy(&self.log)

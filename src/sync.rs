@@ -1,0 +1,350 @@
+//! The trust sync: a background thread inside radiusd that keeps the trust map and the CA
+//! set equal to what DNS publishes for the policy's names.
+//!
+//! One thread owns one tokio runtime, one validating resolver and one HTTPS client for the
+//! instance's lifetime. Each round it discovers the names that are due (bounded
+//! concurrency), updates the [`Schedule`], and when anything changed publishes a new
+//! generation in this order: CA set on disk, trust map file, then the in-memory swap —
+//! so a pin is never live before the CAs its chain needs (ARCHITECTURE.md invariant 2).
+//! Requests never wait for any of this; they read whichever snapshot is current.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openssl::x509::X509;
+use tokio::sync::{watch, Semaphore};
+
+use crate::cafetch::{CaFetcher, FetchConfig};
+use crate::caset::CaSet;
+use crate::chain::ChainLimits;
+use crate::config::SyncConfig;
+use crate::dane::{DnsConfig, DotConfig, TlsaResolver};
+use crate::discover::{Discoverer, NameReport};
+use crate::policy::{self, Policy};
+use crate::registry::Registry;
+use crate::schedule::{Good, Outcome, Schedule, Timing};
+use crate::trustmap::{NameEntry, TrustMap};
+use crate::watch::SnapshotCell;
+
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Builds the discovery parts from the configuration (fails fast on bad files).
+pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, String> {
+    let dns = DnsConfig {
+        nameservers: cfg.dns_servers.clone(),
+        trust_anchor_file: cfg.dns_trust_anchors.clone(),
+        timeout: cfg.dns_timeout,
+        dns_over_tls: cfg.dns_over_tls.as_ref().map(|server_name| DotConfig {
+            server_name: server_name.clone(),
+            ca_file: cfg.dns_tls_ca.clone().unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt")),
+        }),
+        ..DnsConfig::default()
+    };
+    let resolver = TlsaResolver::new(&dns).map_err(|e| e.to_string())?;
+    let fetch = FetchConfig {
+        roots: cfg.https_roots.clone(),
+        timeout: cfg.https_timeout,
+        max_body: cfg.https_max_body,
+        host_overrides: cfg.https_resolve.clone(),
+        ..FetchConfig::default()
+    };
+    let fetcher = CaFetcher::new(fetch).map_err(|e| e.to_string())?;
+    Ok(Discoverer {
+        resolver,
+        fetcher,
+        registry: Registry::new(&cfg.registry_domain, cfg.require_registry),
+        limits: ChainLimits { max_depth: cfg.chain_max_depth },
+    })
+}
+
+/// The sync's state and its two operations: a discovery round and a publication.
+pub struct Engine {
+    label: String,
+    cfg: SyncConfig,
+    trust_map_path: PathBuf,
+    discoverer: Arc<Discoverer>,
+    schedule: Schedule,
+    policy: Policy,
+    generation: u64,
+    /// Key ids of the CAs published last: they keep precedence over newcomers that would
+    /// collide with them (an attacker cannot displace an established CA by name order).
+    established: HashSet<Vec<u8>>,
+}
+
+impl Engine {
+    pub fn new(label: String, cfg: SyncConfig, trust_map_path: PathBuf) -> Result<Engine, String> {
+        let discoverer = Arc::new(discoverer(&cfg)?);
+        let timing =
+            Timing { min_interval: cfg.min_interval, max_interval: cfg.max_interval, max_stale: cfg.max_stale };
+        Ok(Engine {
+            label,
+            cfg,
+            trust_map_path,
+            discoverer,
+            schedule: Schedule::new(timing),
+            policy: Policy::default(),
+            generation: 0,
+            established: HashSet::new(),
+        })
+    }
+
+    /// Restores the last good state from the persisted trust map, so a restart with DNS
+    /// down serves it (and ages it towards max_stale) instead of starting empty.
+    pub fn restore(&mut self, map: &TrustMap) {
+        self.generation = map.generation;
+        self.set_policy(map.policy().clone());
+        let mut cas_by_id: BTreeMap<&str, X509> = BTreeMap::new();
+        for (id, pem) in map.cas() {
+            if let Ok(c) = X509::from_pem(pem.as_bytes()) {
+                cas_by_id.insert(id, c);
+            }
+        }
+        for (name, entry) in map.entries() {
+            let cas: Option<Vec<X509>> = entry.chain.iter().map(|id| cas_by_id.get(id.as_str()).cloned()).collect();
+            let Some(cas) = cas else { continue };
+            self.schedule.restore(name, Good { pins: entry.pins.clone(), cas, verified_at: entry.verified_at });
+        }
+        self.established = map.cas().keys().filter_map(|k| hex::decode(k).ok()).collect();
+    }
+
+    /// Installs a policy; returns true when it differs from the current one.
+    pub fn set_policy(&mut self, policy: Policy) -> bool {
+        if policy == self.policy {
+            return false;
+        }
+        self.schedule.set_names(policy.names(), Instant::now());
+        self.policy = policy;
+        true
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Discovers `names` with bounded concurrency. Returns whether any pins changed,
+    /// and the reports in name order.
+    pub async fn round(&mut self, names: Vec<String>) -> (bool, Vec<NameReport>) {
+        let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        let now = unix_now();
+        for name in names {
+            let (d, permits) = (self.discoverer.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let (outcome, report) = d.discover(&name, now).await;
+                (name, outcome, report)
+            });
+        }
+        let mut changed = false;
+        let mut reports = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((name, outcome, report)) = joined else { continue };
+            self.log_outcome(&name, &outcome);
+            changed |= self.schedule.record(&name, outcome, Instant::now(), unix_now());
+            reports.push(report);
+        }
+        for name in self.schedule.expire(unix_now()) {
+            log::warn!("{}: {name}: pins dropped (expired, or unconfirmed by DNS for max_stale)", self.label);
+            changed = true;
+        }
+        reports.sort_by(|a, b| a.name.cmp(&b.name));
+        (changed, reports)
+    }
+
+    fn log_outcome(&self, name: &str, outcome: &Outcome) {
+        match outcome {
+            Outcome::Published(d) => log::debug!("{}: {name}: {} pin(s), TTL {:?}", self.label, d.pins.len(), d.ttl),
+            Outcome::Withdrawn { reason, .. } => log::info!("{}: {name}: withdrawn: {reason}", self.label),
+            Outcome::Bogus { reason } => log::error!("{}: {name}: DNSSEC bogus, name dropped: {reason}", self.label),
+            Outcome::Failed { reason } => {
+                log::warn!("{}: {name}: lookup failed, keeping last good: {reason}", self.label)
+            }
+        }
+    }
+
+    /// Builds the next generation, writes the CA set then the trust map, and returns
+    /// the map for the in-memory swap. On a write failure nothing is published.
+    pub fn publish(&mut self) -> Result<TrustMap, String> {
+        let mut set = CaSet::new();
+        let mut names = BTreeMap::new();
+        let mut cas_pem = BTreeMap::new();
+        // Entries whose CAs were all published before go first: precedence to the
+        // established CA when a newcomer collides with it.
+        let mut published: Vec<(&str, &Good)> = self.schedule.published().collect();
+        published.sort_by_key(|(n, g)| (!g.cas.iter().all(|c| self.established.contains(&key_id(c))), *n));
+        for (name, good) in published {
+            if let Err(e) = set.insert_all(&good.cas) {
+                if e.is_collision() {
+                    log::error!("{}: {name}: CA refused, probable attack: {e}", self.label);
+                } else {
+                    log::warn!("{}: {name}: CA refused: {e}", self.label);
+                }
+                continue;
+            }
+            let mut chain = Vec::new();
+            for ca in &good.cas {
+                let id = hex::encode(key_id(ca));
+                if let Ok(pem) = ca.to_pem() {
+                    cas_pem.insert(id.clone(), String::from_utf8_lossy(&pem).into_owned());
+                }
+                chain.push(id);
+            }
+            names.insert(name.to_owned(), NameEntry { pins: good.pins.clone(), chain, verified_at: good.verified_at });
+        }
+        let map = TrustMap::new(self.policy.clone(), names, self.generation + 1, unix_now()).with_cas(cas_pem);
+        set.write_ca_path(&self.cfg.ca_path).map_err(|e| format!("CA set {}: {e}", self.cfg.ca_path.display()))?;
+        set.write_bundle(&self.cfg.ca_bundle)
+            .map_err(|e| format!("CA bundle {}: {e}", self.cfg.ca_bundle.display()))?;
+        map.write_atomic(&self.trust_map_path)
+            .map_err(|e| format!("trust map {}: {e}", self.trust_map_path.display()))?;
+        self.generation += 1;
+        self.established = set.iter().map(key_id).collect();
+        log::info!(
+            "{}: published generation {}: {} of {} names pinned, {} pins, {} CAs",
+            self.label,
+            map.generation,
+            map.name_count(),
+            self.schedule.len(),
+            map.pin_count(),
+            set.len()
+        );
+        Ok(map)
+    }
+
+    pub fn due(&self) -> Vec<String> {
+        self.schedule.due(Instant::now())
+    }
+
+    pub fn next_due(&self) -> Option<Instant> {
+        self.schedule.next_due()
+    }
+
+    pub fn all_names(&self) -> Vec<String> {
+        self.policy.names().into_iter().map(str::to_owned).collect()
+    }
+}
+
+fn key_id(cert: &X509) -> Vec<u8> {
+    cert.subject_key_id().map(|k| k.as_slice().to_vec()).unwrap_or_default()
+}
+
+/// Identity of the policy file version (same rule as the trust map watcher).
+fn policy_stamp(path: &Path) -> Option<(u64, u64, Option<SystemTime>)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()))
+}
+
+/// The background thread.
+pub struct SyncThread {
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SyncThread {
+    /// Starts the sync for an instance. Configuration errors (bad anchor or roots file)
+    /// fail here, so radiusd refuses to start instead of rejecting everyone later.
+    pub fn start(
+        label: String,
+        cfg: SyncConfig,
+        trust_map_path: PathBuf,
+        cell: Arc<SnapshotCell>,
+        poll: Duration,
+    ) -> Result<SyncThread, String> {
+        let mut engine = Engine::new(label.clone(), cfg, trust_map_path.clone())?;
+        match TrustMap::load(&trust_map_path) {
+            Ok(map) => {
+                log::info!(
+                    "{label}: serving persisted trust map {} (generation {}, {} names) until DNS confirms it",
+                    trust_map_path.display(),
+                    map.generation,
+                    map.name_count()
+                );
+                engine.restore(&map);
+                cell.store(map);
+            }
+            Err(e) if trust_map_path.exists() => log::error!("{label}: ignoring persisted trust map {e}"),
+            Err(_) => log::info!("{label}: no persisted trust map yet; rejecting until the first sync"),
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rlm_rust-sync")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the sync runtime: {e}"))?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("rlm_rust-sync".into())
+            .spawn(move || {
+                runtime.block_on(run(engine, cell, poll, stop_rx));
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(|e| format!("cannot start the sync thread: {e}"))?;
+        Ok(SyncThread { stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SyncThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn run(mut engine: Engine, cell: Arc<SnapshotCell>, poll: Duration, mut stop: watch::Receiver<bool>) {
+    let label = engine.label.clone();
+    let policy_path = engine.cfg.policy.clone();
+    let mut stamp = None;
+    let mut first = true;
+    loop {
+        let mut changed = false;
+        let now_stamp = policy_stamp(&policy_path);
+        if now_stamp != stamp {
+            stamp = now_stamp;
+            match policy::load(&policy_path) {
+                Ok(loaded) => {
+                    for d in &loaded.diagnostics {
+                        log::warn!("{label}: policy {d}");
+                    }
+                    changed |= engine.set_policy(loaded.policy);
+                    log::info!("{label}: policy {}: {} names", policy_path.display(), engine.all_names().len());
+                }
+                Err(e) => log::error!("{label}: {e}; keeping the previous policy"),
+            }
+        }
+        let due = engine.due();
+        if !due.is_empty() {
+            let round = engine.round(due);
+            tokio::select! {
+                (c, _) = round => changed |= c,
+                _ = stop.changed() => break,
+            }
+        }
+        if changed || first {
+            match engine.publish() {
+                Ok(map) => cell.store(map),
+                Err(e) => log::error!("{label}: not published, keeping the previous generation: {e}"),
+            }
+            first = false;
+        }
+        let wake = engine.next_due().map(|d| d.min(Instant::now() + poll)).unwrap_or(Instant::now() + poll);
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    log::info!("{label}: sync stopped");
+}
