@@ -11,7 +11,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test (unit + integration with real radiusd, eapol_test, knotd, HTTPS)"
-cargo test --all-targets -- --test-threads="${TEST_THREADS:-2}"
+cargo test -- --test-threads="${TEST_THREADS:-2}"
+echo "== benches as smoke tests (one pass each, no timing)"
+cargo test --benches
 if [ -x "$top/iotsafe/ci.sh" ]; then
   echo "== IoT SAFE workspace"
   "$top/iotsafe/ci.sh"
