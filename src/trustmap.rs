@@ -278,8 +278,14 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let mut names = BTreeMap::new();
-        names.insert("car54._device.cars.example".to_string(), NameEntry { pins: vec![sample_pin()], ..Default::default() });
-        names.insert("stranger._device.x.example".to_string(), NameEntry { pins: vec![sample_pin()], ..Default::default() });
+        names.insert(
+            "car54._device.cars.example".to_string(),
+            NameEntry { pins: vec![sample_pin()], ..Default::default() },
+        );
+        names.insert(
+            "stranger._device.x.example".to_string(),
+            NameEntry { pins: vec![sample_pin()], ..Default::default() },
+        );
         let map = TrustMap::new(sample_policy(), names, 7, 1_750_000_000);
         assert_eq!(map.name_count(), 1, "names outside the policy are dropped");
         let back = TrustMap::from_json(&map.to_json(), "t.json").unwrap();
