@@ -6,9 +6,14 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The `rlm-rust` binary cargo built for this test run.
+/// The `rlm-rust` binary cargo built for this test run (tests and benches get its path
+/// from cargo; the demo example finds it beside its own directory).
 pub fn cli() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rlm-rust"))
+    if let Some(p) = option_env!("CARGO_BIN_EXE_rlm-rust") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().and_then(|d| d.parent()).map(|profile| profile.join("rlm-rust")).expect("target dir")
 }
 
 /// One role of a JSON policy.
