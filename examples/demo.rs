@@ -8,7 +8,6 @@
 //! eapol_test plays the devices.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};
