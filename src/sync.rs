@@ -71,8 +71,8 @@ pub struct Engine {
     schedule: Schedule,
     policy: Policy,
     generation: u64,
-    /// Key ids of the CAs published last: they keep precedence over newcomers that would
-    /// collide with them (an attacker cannot displace an established CA by name order).
+    /// Public keys (SPKI DER) of the CAs published last: they keep precedence over
+    /// newcomers that collide with them. Keys, not key ids: a forger copies the key id.
     established: HashSet<Vec<u8>>,
 }
 
@@ -109,7 +109,7 @@ impl Engine {
             let Some(cas) = cas else { continue };
             self.schedule.restore(name, Good { pins: entry.pins.clone(), cas, verified_at: entry.verified_at });
         }
-        self.established = map.cas().keys().filter_map(|k| hex::decode(k).ok()).collect();
+        self.established = cas_by_id.values().filter_map(spki).collect();
     }
 
     /// Installs a policy; returns true when it differs from the current one.
@@ -173,11 +173,22 @@ impl Engine {
         let mut set = CaSet::new();
         let mut names = BTreeMap::new();
         let mut cas_pem = BTreeMap::new();
-        // Entries whose CAs were all published before go first: precedence to the
-        // established CA when a newcomer collides with it.
-        let mut published: Vec<(&str, &Good)> = self.schedule.published().collect();
-        published.sort_by_key(|(n, g)| (!g.cas.iter().all(|c| self.established.contains(&key_id(c))), *n));
+        let published: Vec<(&str, &Good)> = self.schedule.published().collect();
+        let contested = contested_cas(published.iter().flat_map(|(_, g)| g.cas.iter()), &self.established);
+        // Entries whose CAs were all published before go first: with the contested
+        // newcomers removed, an established CA is never displaced by name order.
+        let mut published = published;
+        published
+            .sort_by_key(|(n, g)| (!g.cas.iter().all(|c| spki(c).is_some_and(|k| self.established.contains(&k))), *n));
         for (name, good) in published {
+            if let Some(ca) = good.cas.iter().find(|c| contested.contains(&c.to_der().unwrap_or_default())) {
+                log::error!(
+                    "{}: {name}: CA {} refused, probable attack: another CA claims its subject or key id with a different key",
+                    self.label,
+                    crate::pki::oneline(ca.subject_name())
+                );
+                continue;
+            }
             if let Err(e) = set.insert_all(&good.cas) {
                 if e.is_collision() {
                     log::error!("{}: {name}: CA refused, probable attack: {e}", self.label);
@@ -203,7 +214,7 @@ impl Engine {
         map.write_atomic(&self.trust_map_path)
             .map_err(|e| format!("trust map {}: {e}", self.trust_map_path.display()))?;
         self.generation += 1;
-        self.established = set.iter().map(key_id).collect();
+        self.established = set.iter().filter_map(spki).collect();
         log::info!(
             "{}: published generation {}: {} of {} names pinned, {} pins, {} CAs",
             self.label,
@@ -227,6 +238,37 @@ impl Engine {
     pub fn all_names(&self) -> Vec<String> {
         self.policy.names().into_iter().map(str::to_owned).collect()
     }
+}
+
+/// CAs (by DER) that must not enter the set: several different keys claim one subject
+/// DN or one key id (ARCHITECTURE.md invariant 3). If one of the claimants was already
+/// published it keeps its place and only the newcomers are contested; if none was, all
+/// are — first-come would let an attacker win by the order names happen to sort in.
+fn contested_cas<'a>(cas: impl Iterator<Item = &'a X509>, established: &HashSet<Vec<u8>>) -> HashSet<Vec<u8>> {
+    let mut by_subject: BTreeMap<String, Vec<&X509>> = BTreeMap::new();
+    let mut by_key_id: BTreeMap<Vec<u8>, Vec<&X509>> = BTreeMap::new();
+    for ca in cas {
+        by_subject.entry(crate::pki::oneline(ca.subject_name())).or_default().push(ca);
+        by_key_id.entry(key_id(ca)).or_default().push(ca);
+    }
+    let mut refused = HashSet::new();
+    for group in by_subject.values().chain(by_key_id.values()) {
+        let keys: std::collections::BTreeSet<Vec<u8>> = group.iter().filter_map(|c| spki(c)).collect();
+        if keys.len() < 2 {
+            continue;
+        }
+        for ca in group {
+            if !spki(ca).is_some_and(|k| established.contains(&k)) {
+                refused.insert(ca.to_der().unwrap_or_default());
+            }
+        }
+    }
+    refused
+}
+
+/// The certificate's public key (SubjectPublicKeyInfo DER): what identifies a CA.
+fn spki(cert: &X509) -> Option<Vec<u8>> {
+    cert.public_key().ok().and_then(|k| k.public_key_to_der().ok())
 }
 
 fn key_id(cert: &X509) -> Vec<u8> {

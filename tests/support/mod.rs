@@ -16,6 +16,7 @@
 //!   eapol_test; without it a missing tool fails the test).
 #![allow(dead_code)]
 
+pub mod capki;
 pub mod dns;
 pub mod eapol;
 pub mod https;
