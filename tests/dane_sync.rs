@@ -172,3 +172,49 @@ fn iot_registry_entry_is_required_and_revocable() {
     st.lab.eapol(&st.lab.supplicant(&car60, CARS_WIFI)).assert_rejected_with_eap_failure();
     rd.wait_for(mark, "reason=name has no published certificate", Duration::from_secs(5));
 }
+
+#[test]
+fn policy_changes_apply_live_bad_lines_are_reported_and_an_unreadable_policy_keeps_the_last() {
+    if skip() {
+        return;
+    }
+    let mut st = Stack::new();
+    let car54 = st.lab.cars_device("car54", CAR54);
+    let meter7 = st.lab.meters_device("meter7", METER7);
+    st.publish(CARS, &car54);
+    st.publish(METERS, &meter7);
+    st.set_policy(&[(CARS_WIFI, CAR54)]);
+    let rd = st.start();
+    st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
+
+    // A policy with bad lines: each reported with file:line and reason, the rest loads.
+    let mark = rd.mark();
+    let text = format!("{CARS_WIFI}|{CAR54}\n{METERS_WIFI}|{METER7}\n{METERS_WIFI}|10.0.0.7\nno-pipe-here\n");
+    support::trustmap::replace_atomically(&st.policy, text.as_bytes());
+    st.wait_published(&rd, METER7, true, Duration::from_secs(20));
+    let log = rd.wait_for(mark, "an IP address is not a device name", Duration::from_secs(5));
+    let file = st.policy.display().to_string();
+    assert!(log.contains(&format!("{file}:3: device name \"10.0.0.7\"")), "{log}");
+    assert!(log.contains(&format!("{file}:4: expected SSID|device-name")), "{log}");
+    st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_accepted();
+
+    // The policy file disappears: the error is logged and the last policy stays.
+    let mark = rd.mark();
+    std::fs::remove_file(&st.policy).unwrap();
+    rd.wait_for(mark, "keeping the previous policy", Duration::from_secs(5));
+    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+    assert!(st.published_names().contains(&CAR54.to_string()));
+}
+
+#[test]
+fn config_check_with_the_sync_loads_and_exits() {
+    if skip() {
+        return;
+    }
+    let st = Stack::new();
+    let t = Instant::now();
+    let (ok, out) = st.lab.config_check();
+    assert!(ok, "freeradius -C failed:\n{out}");
+    assert!(out.contains("Configuration appears to be OK"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(20), "the sync thread must not hold up exit");
+}
