@@ -11,33 +11,56 @@ use super::pki::Device;
 pub const AP_MAC_DASHES: &str = "00-00-00-00-00-01";
 pub const AP_MAC_COLONS: &str = "00:00:00:00:00:01";
 
+/// Where the supplicant's client certificate and private key come from.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// PEM files: `client_cert` (leaf, or leaf + CA chain) and `private_key`.
+    Files { client_cert: PathBuf, private_key: PathBuf },
+    /// Raw wpa_supplicant configuration instead of the two file lines: `global` lines go
+    /// before `network={` (e.g. `pkcs11_engine_path=...`), `network` lines inside it (e.g.
+    /// `engine=1`, `key_id="pkcs11:..."`). For keys behind an OpenSSL engine.
+    Raw { global: Vec<String>, network: Vec<String> },
+}
+
 /// What one EAP-TLS run sends.
 #[derive(Clone, Debug)]
 pub struct Supplicant {
     /// EAP identity, hence the User-Name.
     pub identity: String,
-    /// Client certificate file (leaf, or leaf + CA chain).
-    pub client_cert: PathBuf,
-    pub private_key: PathBuf,
+    pub credential: Credential,
     /// The CA the supplicant verifies the server against.
     pub ca_cert: PathBuf,
     /// The Called-Station-Id value, or None to send none.
     pub called_station_id: Option<String>,
     /// eapol_test's own timeout (-t), seconds.
     pub timeout_secs: u32,
+    /// Extra environment for eapol_test (e.g. `IOTSAFE_READER` for a PKCS#11 module).
+    pub env: Vec<(String, String)>,
 }
 
 impl Supplicant {
     /// `device` claiming its own name, on `ssid` (Called-Station-Id `00-00-00-00-00-01:<ssid>`).
     pub fn new(device: &Device, server_ca: &Path, ssid: &str) -> Supplicant {
+        let credential = Credential::Files { client_cert: device.chain.clone(), private_key: device.key.clone() };
+        Supplicant::with_credential(&device.name, credential, server_ca, ssid)
+    }
+
+    /// `identity` authenticating with `credential` on `ssid`.
+    pub fn with_credential(identity: &str, credential: Credential, server_ca: &Path, ssid: &str) -> Supplicant {
         Supplicant {
-            identity: device.name.clone(),
-            client_cert: device.chain.clone(),
-            private_key: device.key.clone(),
+            identity: identity.to_string(),
+            credential,
             ca_cert: server_ca.to_path_buf(),
             called_station_id: Some(format!("{AP_MAC_DASHES}:{ssid}")),
             timeout_secs: 15,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for eapol_test.
+    pub fn env(mut self, key: &str, value: &str) -> Supplicant {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Claims `name` instead of the device's own.
@@ -109,14 +132,21 @@ pub fn run(work_dir: &Path, port: u16, s: &Supplicant) -> EapolResult {
     let conf = work_dir.join(format!("eapol-{n}.conf"));
     let out_path = work_dir.join(format!("eapol-{n}.log"));
     let quote = |p: &Path| p.display().to_string().replace('"', "");
+    let (global, credential) = match &s.credential {
+        Credential::Files { client_cert, private_key } => (
+            String::new(),
+            format!("\tclient_cert=\"{}\"\n\tprivate_key=\"{}\"\n", quote(client_cert), quote(private_key)),
+        ),
+        Credential::Raw { global, network } => {
+            (global.iter().map(|l| format!("{l}\n")).collect(), network.iter().map(|l| format!("\t{l}\n")).collect())
+        }
+    };
     std::fs::write(
         &conf,
         format!(
-            "network={{\n\tkey_mgmt=WPA-EAP\n\teap=TLS\n\tidentity=\"{}\"\n\tca_cert=\"{}\"\n\tclient_cert=\"{}\"\n\tprivate_key=\"{}\"\n\teapol_flags=3\n}}\n",
+            "{global}network={{\n\tkey_mgmt=WPA-EAP\n\teap=TLS\n\tidentity=\"{}\"\n\tca_cert=\"{}\"\n{credential}\teapol_flags=3\n}}\n",
             s.identity.replace('"', ""),
             quote(&s.ca_cert),
-            quote(&s.client_cert),
-            quote(&s.private_key),
         ),
     )
     .expect("write eapol.conf");
@@ -130,6 +160,7 @@ pub fn run(work_dir: &Path, port: u16, s: &Supplicant) -> EapolResult {
     if let Some(csi) = &s.called_station_id {
         cmd.arg("-N").arg(format!("30:s:{csi}"));
     }
+    cmd.envs(s.env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
