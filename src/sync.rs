@@ -8,7 +8,7 @@
 //! so a pin is never live before the CAs its chain needs (ARCHITECTURE.md invariant 2).
 //! Requests never wait for any of this; they read whichever snapshot is current.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -173,39 +173,49 @@ impl Engine {
         let mut set = CaSet::new();
         let mut names = BTreeMap::new();
         let mut cas_pem = BTreeMap::new();
-        let published: Vec<(&str, &Good)> = self.schedule.published().collect();
-        let contested = contested_cas(published.iter().flat_map(|(_, g)| g.cas.iter()), &self.established);
+        // Thousands of names share a handful of CAs: decode each distinct CA once.
+        let mut index: HashMap<Vec<u8>, CaInfo> = HashMap::new();
+        let mut published: Vec<(&str, &Good, Vec<Vec<u8>>)> = Vec::new();
+        for (name, good) in self.schedule.published() {
+            let ders: Vec<Vec<u8>> = good.cas.iter().map(|c| c.to_der().unwrap_or_default()).collect();
+            for (der, ca) in ders.iter().zip(&good.cas) {
+                index.entry(der.clone()).or_insert_with(|| CaInfo::new(ca));
+            }
+            published.push((name, good, ders));
+        }
+        let contested = contested_cas(index.iter(), &self.established);
         // Entries whose CAs were all published before go first: with the contested
         // newcomers removed, an established CA is never displaced by name order.
-        let mut published = published;
-        published
-            .sort_by_key(|(n, g)| (!g.cas.iter().all(|c| spki(c).is_some_and(|k| self.established.contains(&k))), *n));
-        for (name, good) in published {
-            if let Some(ca) = good.cas.iter().find(|c| contested.contains(&c.to_der().unwrap_or_default())) {
+        let established = |der: &Vec<u8>| index[der].spki.as_ref().is_some_and(|k| self.established.contains(k));
+        published.sort_by_cached_key(|(n, _, ders)| (!ders.iter().all(established), *n));
+        let mut in_set: HashSet<&[u8]> = HashSet::new();
+        for (name, good, ders) in &published {
+            if let Some(der) = ders.iter().find(|d| contested.contains(*d)) {
                 log::error!(
                     "{}: {name}: CA {} refused, probable attack: another CA claims its subject or key id with a different key",
                     self.label,
-                    crate::pki::oneline(ca.subject_name())
+                    crate::pki::oneline(index[der].cert.subject_name())
                 );
                 continue;
             }
-            if let Err(e) = set.insert_all(&good.cas) {
-                if e.is_collision() {
-                    log::error!("{}: {name}: CA refused, probable attack: {e}", self.label);
-                } else {
-                    log::warn!("{}: {name}: CA refused: {e}", self.label);
+            if !ders.iter().all(|d| in_set.contains(d.as_slice())) {
+                if let Err(e) = set.insert_all(&good.cas) {
+                    if e.is_collision() {
+                        log::error!("{}: {name}: CA refused, probable attack: {e}", self.label);
+                    } else {
+                        log::warn!("{}: {name}: CA refused: {e}", self.label);
+                    }
+                    continue;
                 }
-                continue;
+                in_set.extend(ders.iter().map(Vec::as_slice));
             }
-            let mut chain = Vec::new();
-            for ca in &good.cas {
-                let id = hex::encode(key_id(ca));
-                if let Ok(pem) = ca.to_pem() {
-                    cas_pem.insert(id.clone(), String::from_utf8_lossy(&pem).into_owned());
-                }
-                chain.push(id);
+            let mut chain = Vec::with_capacity(ders.len());
+            for der in ders {
+                let info = &index[der];
+                cas_pem.entry(info.id.clone()).or_insert_with(|| info.pem.clone());
+                chain.push(info.id.clone());
             }
-            names.insert(name.to_owned(), NameEntry { pins: good.pins.clone(), chain, verified_at: good.verified_at });
+            names.insert(name.to_string(), NameEntry { pins: good.pins.clone(), chain, verified_at: good.verified_at });
         }
         let map = TrustMap::new(self.policy.clone(), names, self.generation + 1, unix_now()).with_cas(cas_pem);
         set.write_ca_path(&self.cfg.ca_path).map_err(|e| format!("CA set {}: {e}", self.cfg.ca_path.display()))?;
@@ -244,26 +254,49 @@ impl Engine {
 /// DN or one key id (ARCHITECTURE.md invariant 3). If one of the claimants was already
 /// published it keeps its place and only the newcomers are contested; if none was, all
 /// are — first-come would let an attacker win by the order names happen to sort in.
-fn contested_cas<'a>(cas: impl Iterator<Item = &'a X509>, established: &HashSet<Vec<u8>>) -> HashSet<Vec<u8>> {
-    let mut by_subject: BTreeMap<String, Vec<&X509>> = BTreeMap::new();
-    let mut by_key_id: BTreeMap<Vec<u8>, Vec<&X509>> = BTreeMap::new();
-    for ca in cas {
-        by_subject.entry(crate::pki::oneline(ca.subject_name())).or_default().push(ca);
-        by_key_id.entry(key_id(ca)).or_default().push(ca);
+fn contested_cas<'a>(
+    cas: impl Iterator<Item = (&'a Vec<u8>, &'a CaInfo)>,
+    established: &HashSet<Vec<u8>>,
+) -> HashSet<Vec<u8>> {
+    let mut by_subject: BTreeMap<String, Vec<(&Vec<u8>, &CaInfo)>> = BTreeMap::new();
+    let mut by_key_id: BTreeMap<&str, Vec<(&Vec<u8>, &CaInfo)>> = BTreeMap::new();
+    for (der, ca) in cas {
+        by_subject.entry(crate::pki::oneline(ca.cert.subject_name())).or_default().push((der, ca));
+        by_key_id.entry(&ca.id).or_default().push((der, ca));
     }
     let mut refused = HashSet::new();
     for group in by_subject.values().chain(by_key_id.values()) {
-        let keys: std::collections::BTreeSet<Vec<u8>> = group.iter().filter_map(|c| spki(c)).collect();
+        let keys: std::collections::BTreeSet<&Vec<u8>> = group.iter().filter_map(|(_, c)| c.spki.as_ref()).collect();
         if keys.len() < 2 {
             continue;
         }
-        for ca in group {
-            if !spki(ca).is_some_and(|k| established.contains(&k)) {
-                refused.insert(ca.to_der().unwrap_or_default());
+        for (der, ca) in group {
+            if !ca.spki.as_ref().is_some_and(|k| established.contains(k)) {
+                refused.insert((*der).clone());
             }
         }
     }
     refused
+}
+
+/// What publication needs of one distinct CA, computed once.
+struct CaInfo {
+    cert: X509,
+    spki: Option<Vec<u8>>,
+    /// Key id, hex: its name in the snapshot's `cas`.
+    id: String,
+    pem: String,
+}
+
+impl CaInfo {
+    fn new(cert: &X509) -> CaInfo {
+        CaInfo {
+            cert: cert.clone(),
+            spki: spki(cert),
+            id: hex::encode(key_id(cert)),
+            pem: cert.to_pem().map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default(),
+        }
+    }
 }
 
 /// The certificate's public key (SubjectPublicKeyInfo DER): what identifies a CA.

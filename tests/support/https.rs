@@ -165,10 +165,13 @@ impl HttpsServer {
                     Ok((sock, _)) => {
                         let (sh2, cfg, root) = (sh.clone(), config.clone(), root.clone());
                         let h = std::thread::spawn(move || serve(sock, cfg, &sh2, root));
-                        sh.conns.lock().expect("conns").push(h);
+                        let mut conns = sh.conns.lock().expect("conns");
+                        // Finished connections release their thread now, not at drop.
+                        conns.retain(|h| !h.is_finished());
+                        conns.push(h);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
