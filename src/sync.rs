@@ -51,6 +51,9 @@ pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, String> {
         timeout: cfg.https_timeout,
         max_body: cfg.https_max_body,
         host_overrides: cfg.https_resolve.clone(),
+        // A failed fetch is remembered so one dead host costs one timeout per round, not
+        // one per name; never longer than the retry back-off, or recovery would lag it.
+        negative_ttl: cfg.min_interval.min(FetchConfig::default().negative_ttl),
         ..FetchConfig::default()
     };
     let fetcher = CaFetcher::new(fetch).map_err(|e| e.to_string())?;

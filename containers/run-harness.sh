@@ -1,0 +1,446 @@
+#!/usr/bin/env bash
+# The container harness, end to end, in one command (root, Docker engine, Debian bookworm):
+#
+#   1. build: the module + CLIs (cargo), the .deb files (scripts/build-deb.sh), the images
+#      (build-images.sh: debootstrap'd base reused by content hash, docker build layers cached)
+#   2. generate the deployment (harness/gen.sh): test PKI, DNSSEC zones, policy, configs
+#   3. scenarios, each asserting the RADIUS outcome (eapol_test) AND the module's log line in
+#      the radiusd container's log:
+#        dpkg -i on a fresh bookworm container + enabling the module -> freeradius -XC passes
+#        accept, other org, cross-domain reject, SSID policy, IoT Registry, revocation
+#        within TTL, SIM-held key (PKCS#11 engine -> iotsafe container's pcscd + simulator),
+#        CA server cut off, DNS down, radiusd restart while DNS is down, DNS back
+#   4. a table scenario -> expected -> result, timings; exit 1 on any failure.
+#   Teardown (compose down, volumes, network) always runs; container logs are kept in
+#   target/container-harness/logs/.
+#
+# Environment: RLMH_KEEP=1 leaves the stack up (no teardown) for a post-mortem;
+# RLMH_SKIP_SIM=1 skips the SIM scenario; RLMH_NO_BUILD=1 uses what is already built.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+out=$top/target/container-harness
+W=$out/run
+LOGS=$out/logs
+PROJECT=rlmh
+NET=${PROJECT}_lab
+COMPOSE=(docker-compose -p "$PROJECT" -f "$here/compose.yaml")
+
+export RLMH_WORK=$W
+export RLMH_SUBNET=172.29.53.0/24
+export RLMH_DNS_IP=172.29.53.10 RLMH_WEB_IP=172.29.53.11 RLMH_RADIUS_IP=172.29.53.12
+export RLMH_SUPPLICANT_IP=172.29.53.13 RLMH_IOTSAFE_IP=172.29.53.14
+export DOCKER_BUILDKIT=0 COMPOSE_INTERACTIVE_NO_CLI=1
+TTL=2     # TTL of every test record: the revocation bound under test
+SLACK=3   # resolver TTL rounding + one sync poll (the bound tests/dane_sync.rs asserts)
+
+CARS=Cars-WiFi
+METERS=Meters-WiFi
+CAR54=car54._device.cars.example
+CAR55=car55._device.cars.example
+CAR56=car56._device.cars.example
+METER7=meter7._device.meters.example
+REG1=reg1._device.cars.example
+SIM1=sim1._device.cars.example
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+say() { echo "harness: $*"; }
+T0=$(now)
+TIMINGS=()
+timing() { TIMINGS+=("$1|$2"); }
+
+# ---- results ----
+NAMES=() EXPECTS=() RESULTS=() DETAILS=()
+PASSED=0 FAILED=0
+record() { # record NAME EXPECTED ok|fail DETAIL
+  NAMES+=("$1") EXPECTS+=("$2") DETAILS+=("$4")
+  if [ "$3" = ok ]; then RESULTS+=(PASS); PASSED=$((PASSED + 1)); else RESULTS+=(FAIL); FAILED=$((FAILED + 1)); fi
+  say "[$([ "$3" = ok ] && echo PASS || echo FAIL)] $1 -- $4"
+}
+table() {
+  echo
+  printf '%-48s | %-52s | %s\n' "scenario" "expected" "result"
+  printf '%s\n' "$(printf '%.0s-' $(seq 1 130))"
+  local i
+  for i in "${!NAMES[@]}"; do
+    printf '%-48s | %-52s | %s\n' "${NAMES[$i]}" "${EXPECTS[$i]}" "${RESULTS[$i]}: ${DETAILS[$i]}"
+  done
+  echo
+  echo "timings (s):"
+  local t
+  for t in "${TIMINGS[@]}"; do printf '  %-28s %s\n' "${t%%|*}" "${t#*|}"; done
+  printf '  %-28s %s\n' "total" "$(since "$T0")"
+  echo
+}
+
+# ---- teardown, always ----
+teardown() {
+  local rc=$? t
+  t=$(now)
+  if [ "${RLMH_KEEP:-}" = 1 ]; then
+    say "RLMH_KEEP=1: stack left up (docker-compose -p $PROJECT -f $here/compose.yaml down -v)"
+  else
+    mkdir -p "$LOGS"
+    for c in dns web radiusd supplicant iotsafe; do
+      docker logs "$PROJECT-$c" >"$LOGS/$c.log" 2>&1 || true
+    done
+    "${COMPOSE[@]}" down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+    for c in dns web radiusd supplicant iotsafe; do docker rm -f "$PROJECT-$c" >/dev/null 2>&1 || true; done
+    docker network rm "$NET" >/dev/null 2>&1 || true
+    say "torn down in $(since "$t") s (logs: $LOGS)"
+  fi
+  exit "$rc"
+}
+
+fail_setup() { # a step the scenarios depend on failed
+  record "$1" "$2" fail "$3"
+  table
+  say "$PASSED passed, $FAILED failed"
+  exit 1
+}
+
+# ---- helpers ----
+# A mark is a time: `docker logs` prints stdout and stderr through two pipes, so line
+# counts are not stable between two calls; --since is.
+rmark() { date -u +%Y-%m-%dT%H:%M:%S.%NZ; }
+# wait_log MARK PATTERN [SECONDS]: the fixed string appears in the radiusd log after MARK.
+wait_log() {
+  local mark=$1 pat=$2 limit=${3:-5} t
+  t=$(now)
+  while :; do
+    docker logs --since "$mark" "$PROJECT-radiusd" 2>&1 | grep -qF -- "$pat" && return 0
+    awk -v a="$t" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }' && return 1
+    sleep 0.2
+  done
+}
+published() { # published NAME: is NAME in the trust map the sync persisted?
+  docker exec "$PROJECT-radiusd" cat /var/lib/rlm_rust/trustmap.json 2>/dev/null \
+    | python3 -c 'import json, sys; sys.exit(0 if sys.argv[1] in json.load(sys.stdin).get("names", {}) else 1)' "$1" 2>/dev/null
+}
+wait_published() { # wait_published NAME yes|no SECONDS -> prints elapsed seconds
+  local name=$1 want=$2 limit=$3 t
+  t=$(now)
+  while :; do
+    if published "$name"; then [ "$want" = yes ] && break; else [ "$want" = no ] && break; fi
+    awk -v a="$t" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }' && { since "$t"; return 1; }
+    sleep 0.2
+  done
+  since "$t"
+}
+knotc_edit() { # knotc_edit ZONE ARGS... (one transaction: "set OWNER TTL TYPE RDATA" / "unset OWNER TYPE")
+  local zone=$1
+  shift
+  docker exec "$PROJECT-dns" sh -c '
+    set -e; z=$1; shift
+    knotc zone-begin "$z" >/dev/null
+    case $1 in
+      set) shift; knotc zone-unset "$z" "$1" "$3" >/dev/null 2>&1 || true; knotc zone-set "$z" "$@" >/dev/null ;;
+      unset) shift; knotc zone-unset "$z" "$@" >/dev/null ;;
+    esac || { knotc zone-abort "$z"; exit 1; }
+    knotc zone-commit "$z" >/dev/null' sh "$zone" "$@"
+}
+tlsa_hex() { openssl x509 -in "$1" -outform DER | od -An -v -tx1 | tr -d ' \n'; }
+publish() { knotc_edit "$1" set "$2" "$TTL" TLSA 4 0 0 "$(tlsa_hex "$3")"; }
+withdraw() { knotc_edit "$1" unset "$2" TLSA; }
+set_policy() { # set_policy "SSID|name"... (atomic replace: the module polls the file)
+  printf '%s\n' "$@" >"$W/radiusd/policy.txt.tmp"
+  chmod 0644 "$W/radiusd/policy.txt.tmp"
+  mv "$W/radiusd/policy.txt.tmp" "$W/radiusd/policy.txt"
+}
+
+# eap STEM IDENTITY SSID [engine]: one EAP-TLS authentication from the supplicant container.
+# Sets EAP (accept | reject | other) and EAP_LOG (eapol_test's output, kept in $W/eapol).
+EAP_N=0
+eap() {
+  local stem=$1 identity=$2 ssid=$3 mode=${4:-files} conf rc
+  EAP_N=$((EAP_N + 1))
+  conf=$W/eapol/$EAP_N-$stem.conf
+  EAP_LOG=$W/eapol/$EAP_N-$stem.log
+  local envs=()
+  if [ "$mode" = engine ]; then
+    # The key stays on the (simulated) SIM: pkcs11 engine -> libiotsafe_pkcs11.so -> pcscd.
+    cat >"$conf" <<EOF
+pkcs11_engine_path=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
+pkcs11_module_path=/usr/lib/x86_64-linux-gnu/pkcs11/libiotsafe_pkcs11.so
+network={
+	key_mgmt=IEEE8021X
+	eap=TLS
+	identity="$identity"
+	ca_cert="/pki/server-ca.pem"
+	engine=1
+	engine_id="pkcs11"
+	key_id="pkcs11:token=iotsafe;id=%01;type=private"
+	cert_id="pkcs11:token=iotsafe;id=%01;type=cert"
+	eapol_flags=0
+}
+EOF
+    envs=(-e "IOTSAFE_READER=IoTSAFE Sim 00 00")
+  else
+    cat >"$conf" <<EOF
+network={
+	key_mgmt=WPA-EAP
+	eap=TLS
+	identity="$identity"
+	ca_cert="/pki/server-ca.pem"
+	client_cert="/pki/$stem.chain.pem"
+	private_key="/pki/$stem.key"
+	eapol_flags=3
+}
+EOF
+  fi
+  chmod 0644 "$conf"
+  docker exec "${envs[@]}" "$PROJECT-supplicant" timeout 45 eapol_test -c "/eapol/$(basename "$conf")" \
+    -a "$RLMH_RADIUS_IP" -p 1812 -s testing123 -t 15 -N "30:s:00-00-00-00-00-01:$ssid" >"$EAP_LOG" 2>&1
+  rc=$?
+  local success=no failure=no
+  grep -q "EAP: Received EAP-Success\|CTRL-EVENT-EAP-SUCCESS" "$EAP_LOG" && success=yes
+  grep -q "EAP: Received EAP-Failure\|CTRL-EVENT-EAP-FAILURE" "$EAP_LOG" && failure=yes
+  if [ $rc = 0 ] && grep -qx SUCCESS "$EAP_LOG" && grep -qF "(Access-Accept)" "$EAP_LOG" && [ $success = yes ]; then
+    EAP=accept
+  elif [ $rc != 0 ] && grep -qF "(Access-Reject)" "$EAP_LOG" && ! grep -qF "(Access-Accept)" "$EAP_LOG" \
+    && [ $failure = yes ] && [ $success = no ]; then
+    EAP=reject
+  else
+    EAP=other
+  fi
+}
+
+# expect NAME STEM IDENTITY SSID accept|reject LOG-PATTERN [engine]: one auth, both checks.
+expect() {
+  local name=$1 stem=$2 identity=$3 ssid=$4 want=$5 pat=$6 mode=${7:-files} mark
+  mark=$(rmark)
+  eap "$stem" "$identity" "$ssid" "$mode"
+  local what
+  if [ "$want" = accept ]; then what="Access-Accept + log: accept"; else what="Access-Reject/EAP-Failure + log: reason"; fi
+  if [ "$EAP" != "$want" ]; then
+    record "$name" "$what" fail "eapol_test: $EAP (want $want), see $EAP_LOG"
+    return 1
+  fi
+  if ! wait_log "$mark" "$pat" 5; then
+    record "$name" "$what" fail "$want, but no '$pat' in the radiusd log"
+    return 1
+  fi
+  record "$name" "$what" ok "$want; log '${pat#rlm_rust\[rust\]: }'"
+}
+accept_line() { echo "rlm_rust[rust]: accept name=$1 ssid=$2"; }
+reject_line() { echo "rlm_rust[rust]: reject name=$1 ssid=$2 reason=$3"; }
+
+# ================================================================================
+exec 9>/tmp/rlm-container-harness.lock
+flock -n 9 || { say "another harness run holds /tmp/rlm-container-harness.lock"; exit 1; }
+# Leftovers of an interrupted run.
+"${COMPOSE[@]}" down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
+for c in dns web radiusd supplicant iotsafe; do docker rm -f "$PROJECT-$c" >/dev/null 2>&1 || true; done
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# ---- 1. build ----
+t=$(now)
+mkdir -p "$out"
+if [ "${RLMH_NO_BUILD:-}" = 1 ]; then
+  "$here/build-images.sh" --no-build >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; fail_setup "build images" "images built" "see $out/build.log"; }
+else
+  "$here/build-images.sh" >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; fail_setup "build images" "images built" "see $out/build.log"; }
+fi
+grep '^images:' "$out/build.log" | sed 's/^/  /'
+BASE=$(sed -n 's/^BASE=//p' "$top/target/containers/images.env")
+timing "build (cargo, deb, images)" "$(since "$t")"
+
+# ---- 2. generate ----
+t=$(now)
+DNS_IP=$RLMH_DNS_IP WEB_IP=$RLMH_WEB_IP SUBNET=$RLMH_SUBNET TTL=$TTL "$here/harness/gen.sh" "$W" >/dev/null \
+  || fail_setup "generate PKI/zones/config" "generated" "gen.sh failed"
+mkdir -p "$W/sim" && chmod 0777 "$W/sim"
+set_policy "$CARS|$CAR54" "$CARS|$CAR55" "$CARS|$CAR56" "$CARS|$REG1" "$CARS|$SIM1" "$METERS|$METER7"
+timing "generate PKI, zones, config" "$(since "$t")"
+
+# ---- 3. scenarios ----
+# dpkg -i on a fresh bookworm container (the base image, no network), enable, -XC.
+t=$(now)
+deb=$(ls -t "$top"/target/deb/rlm-rust_*.deb | head -1)
+docker run --rm --network none -v "$deb:/tmp/rlm-rust.deb:ro" -v "$W/radiusd:/deploy:ro" "$BASE" bash -c '
+  set -e
+  dpkg -i /tmp/rlm-rust.deb
+  cd /etc/freeradius/3.0
+  rm -f sites-enabled/default sites-enabled/inner-tunnel mods-enabled/eap
+  ln -s ../mods-available/rust mods-enabled/rust
+  ln -s ../mods-available/eap-dane mods-enabled/eap-dane
+  ln -s ../sites-available/dane-eap-tls sites-enabled/dane-eap-tls
+  ln -s ../sites-available/check-eap-tls-dane sites-enabled/check-eap-tls-dane
+  install -m 0640 -g freerad /deploy/server.pem /deploy/server.key certs/
+  freeradius -XC' >"$out/dpkg-xc.log" 2>&1
+rc=$?
+if [ $rc = 0 ] && grep -q "Configuration appears to be OK" "$out/dpkg-xc.log" \
+  && grep -q 'Instantiating module "rust"' "$out/dpkg-xc.log"; then
+  record "dpkg -i + enable on fresh bookworm" "freeradius -XC: Configuration appears to be OK" ok \
+    "module instantiated, config OK"
+else
+  record "dpkg -i + enable on fresh bookworm" "freeradius -XC: Configuration appears to be OK" fail \
+    "rc=$rc, see $out/dpkg-xc.log"
+fi
+timing "scenario dpkg -i + -XC" "$(since "$t")"
+
+# The stack.
+t=$(now)
+sims=()
+[ "${RLMH_SKIP_SIM:-}" = 1 ] || sims=(iotsafe)
+"${COMPOSE[@]}" up -d dns web "${sims[@]}" >"$out/up.log" 2>&1 || { cat "$out/up.log"; fail_setup "compose up" "stack up" "docker-compose up failed"; }
+for _ in $(seq 1 150); do [ -s "$W/dns-out/anchors.dnskey" ] && break; sleep 0.2; done
+[ -s "$W/dns-out/anchors.dnskey" ] || fail_setup "DNS up" "zones signed, anchors written" "no anchors (docker logs $PROJECT-dns)"
+cp "$W/dns-out/anchors.dnskey" "$W/radiusd/anchors.dnskey"
+chmod 0644 "$W/radiusd/anchors.dnskey"
+mark=$(rmark)
+"${COMPOSE[@]}" up -d radiusd supplicant >>"$out/up.log" 2>&1 || fail_setup "compose up" "stack up" "radiusd/supplicant"
+wait_log "$mark" "Ready to process requests" 30 || fail_setup "radiusd up" "Ready to process requests" "radiusd did not start"
+ok=1
+for n in "$CAR54" "$METER7" "$REG1"; do wait_published "$n" yes 30 >/dev/null || ok=0; done
+[ $ok = 1 ] || fail_setup "first sync" "$CAR54, $METER7, $REG1 published" "not published within 30 s"
+timing "stack up + first sync" "$(since "$t")"
+# The lab network is internal: Docker gives it no NAT out (no MASQUERADE for the subnet)
+# and drops its traffic to other interfaces. (The route to the bridge gateway stays.)
+nat=$( { iptables -t nat -S POSTROUTING; iptables-legacy -t nat -S POSTROUTING; } 2>/dev/null | grep -F -- "$RLMH_SUBNET" | grep MASQUERADE)
+if [ "$(docker network inspect -f '{{.Internal}}' "$NET" 2>/dev/null)" = true ] && [ -z "$nat" ]; then
+  record "isolation: internal network, no NAT out" "Internal=true, no MASQUERADE for $RLMH_SUBNET" ok "internal"
+else
+  record "isolation: internal network, no NAT out" "Internal=true, no MASQUERADE for $RLMH_SUBNET" fail "nat: ${nat:-none}"
+fi
+
+t=$(now)
+expect "accept: car54 (Cars CA) on $CARS" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+expect "accept: meter7 (Meters CA) on $METERS" meter7 "$METER7" "$METERS" accept "$(accept_line "$METER7" "$METERS")"
+expect "cross-domain: Meters CA cert for car54" car54-forged "$CAR54" "$CARS" reject \
+  "$(reject_line "$CAR54" "$CARS" "certificate matches no pin of the name")"
+expect "SSID policy: car54 on $METERS" car54 "$CAR54" "$METERS" reject \
+  "$(reject_line "$CAR54" "$METERS" "name not allowed on SSID")"
+expect "IoT Registry: reg1 listed" reg1 "$REG1" "$CARS" accept "$(accept_line "$REG1" "$CARS")"
+# Unlisting from the registry revokes like a TLSA removal.
+knotc_edit iotregistry.ca unset reg1.cars TLSA
+if took=$(wait_published "$REG1" no $((TTL + SLACK + 5))); then
+  expect "IoT Registry: reg1 unlisted (gone in ${took}s)" reg1 "$REG1" "$CARS" reject \
+    "$(reject_line "$REG1" "$CARS" "name has no published certificate")"
+else
+  record "IoT Registry: reg1 unlisted" "dropped from the trust map, then reject" fail "still published after ${took}s"
+fi
+timing "scenarios: accept/reject" "$(since "$t")"
+
+# Revocation: TLSA removed -> the next auth after TTL + slack is rejected.
+t=$(now)
+withdraw cars.example car54._device
+removed=$(now)
+took=$(wait_published "$CAR54" no 15)
+left=$(awk -v a="$removed" -v b="$(now)" -v l="$((TTL + SLACK))" 'BEGIN { d = l - (b - a); print (d > 0 ? d : 0) }')
+sleep "$left"
+expect "revocation: TLSA removed, auth after TTL+${SLACK}s" car54 "$CAR54" "$CARS" reject \
+  "$(reject_line "$CAR54" "$CARS" "name has no published certificate")"
+say "revocation: TLSA removed -> out of the trust map in ${took}s (TTL ${TTL}s)"
+publish cars.example car54._device "$W/pki/car54.pem"
+took=$(wait_published "$CAR54" yes 30)
+expect "re-published car54 accepted (${took}s)" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+timing "scenario revocation" "$(since "$t")"
+
+# SIM-held key: key generated on the card, CSR signed by the Cars CA, certificate written
+# back, TLSA published; eapol_test signs through the pkcs11 engine.
+if [ "${RLMH_SKIP_SIM:-}" != 1 ]; then
+  t=$(now)
+  sim_ok=1
+  for _ in $(seq 1 75); do docker logs "$PROJECT-iotsafe" 2>&1 | grep -q '^READY' && break; sleep 0.2; done
+  docker logs "$PROJECT-iotsafe" 2>&1 | grep -q '^READY' || sim_ok=0
+  if [ $sim_ok = 1 ]; then
+    {
+      docker exec "$PROJECT-iotsafe" iotsafe csr --key 01 --name "$SIM1" -o /sim/sim1.csr \
+        && SAN=$SIM1 openssl x509 -req -in "$W/sim/sim1.csr" -CA "$W/pki/cars-ca.pem" -CAkey "$W/pki/cars-ca.key" \
+          -set_serial "0x1$(openssl rand -hex 15)" -days 825 -sha256 -extfile "$W/pki/openssl.cnf" \
+          -extensions device -out "$W/sim/sim1.pem" \
+        && chmod 0644 "$W/sim/sim1.pem" \
+        && docker exec "$PROJECT-iotsafe" iotsafe cert write --id 02 --in /sim/sim1.pem \
+        && publish cars.example sim1._device "$W/sim/sim1.pem"
+    } >"$out/sim-enrol.log" 2>&1 || sim_ok=0
+  fi
+  if [ $sim_ok = 1 ] && wait_published "$SIM1" yes 30 >/dev/null; then
+    if expect "SIM-held key: sim1 via PKCS#11 engine" sim1 "$SIM1" "$CARS" accept "$(accept_line "$SIM1" "$CARS")" engine; then
+      if grep -q "TLS: Using private key from engine" "$EAP_LOG"; then
+        record "SIM-held key: TLS signature made on the card" "eapol_test: private key from engine" ok "key never left the card"
+      else
+        record "SIM-held key: TLS signature made on the card" "eapol_test: private key from engine" fail "see $EAP_LOG"
+      fi
+    fi
+  else
+    record "SIM-held key: sim1 via PKCS#11 engine" "Access-Accept + log: accept" fail \
+      "card not ready or enrolment failed (see $out/sim-enrol.log, docker logs $PROJECT-iotsafe)"
+  fi
+  timing "scenario SIM-held key" "$(since "$t")"
+fi
+
+# CA server cut off the network: published devices keep being accepted; a device whose CA
+# was never fetched cannot be admitted until the CA server is back.
+t=$(now)
+docker network disconnect "$NET" "$PROJECT-web"
+if docker exec "$PROJECT-radiusd" timeout 3 bash -c "</dev/tcp/$RLMH_WEB_IP/443" 2>/dev/null; then
+  record "CA server cut off (network disconnect)" "web unreachable" fail "still reachable"
+else
+  mark=$(rmark)
+  publish cars.example car56._device "$W/pki/car56.pem"
+  sleep $((2 * TTL + SLACK))
+  expect "CA server cut off: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+  line=$(docker logs --since "$mark" "$PROJECT-radiusd" 2>&1 | grep -F "rlm_rust[rust]: $CAR56: " | tail -1)
+  if published "$CAR56"; then
+    record "CA server cut off: car56 (new CA) not admitted" "not published; sync logs why" fail "car56 published without its CA"
+  elif [ -z "$line" ]; then
+    record "CA server cut off: car56 (new CA) not admitted" "not published; sync logs why" fail "no sync log line for car56"
+  else
+    eap car56 "$CAR56" "$CARS"
+    if [ "$EAP" = reject ]; then
+      record "CA server cut off: car56 (new CA) not admitted" "Access-Reject + sync log line" ok "reject; log '${line#*rlm_rust\[rust\]: }'"
+    else
+      record "CA server cut off: car56 (new CA) not admitted" "Access-Reject + sync log line" fail "eapol_test: $EAP, see $EAP_LOG"
+    fi
+  fi
+fi
+docker network connect --ip "$RLMH_WEB_IP" "$NET" "$PROJECT-web"
+# A failed CA fetch is cached for 60 s (src/cafetch.rs DEFAULT_NEGATIVE_TTL, no option), so
+# recovery takes up to that plus one refresh.
+if took=$(wait_published "$CAR56" yes 90); then
+  expect "CA server back: car56 accepted (${took}s)" car56 "$CAR56" "$CARS" accept "$(accept_line "$CAR56" "$CARS")"
+else
+  record "CA server back: car56 accepted" "published within 90 s, accept" fail "car56 not published after ${took}s"
+fi
+timing "scenario CA server cut" "$(since "$t")"
+
+# DNS down: radiusd keeps serving the last good map.
+t=$(now)
+mark=$(rmark)
+docker stop -t 5 "$PROJECT-dns" >/dev/null
+sleep $((TTL + SLACK + 1))
+if wait_log "$mark" "lookup failed, keeping last good" 10; then
+  expect "DNS down: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+else
+  record "DNS down: car54 still accepted" "sync logs 'keeping last good', accept" fail "no 'lookup failed, keeping last good' in the log"
+fi
+
+# radiusd restarted while DNS is down: the persisted snapshot is served.
+mark=$(rmark)
+docker restart -t 5 "$PROJECT-radiusd" >/dev/null
+if wait_log "$mark" "Ready to process requests" 30 && wait_log "$mark" "serving persisted trust map" 2; then
+  expect "radiusd restart, DNS down: car54 accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+else
+  record "radiusd restart, DNS down: car54 accepted" "persisted snapshot served, accept" fail \
+    "no 'Ready'/'serving persisted trust map' after restart"
+fi
+timing "scenarios DNS down + restart" "$(since "$t")"
+
+# DNS back: the sync recovers; a device published now is accepted.
+t=$(now)
+docker start "$PROJECT-dns" >/dev/null
+for _ in $(seq 1 150); do docker exec "$PROJECT-dns" test -e /run/knot-ready 2>/dev/null && break; sleep 0.2; done
+if publish cars.example car55._device "$W/pki/car55.pem" && took=$(wait_published "$CAR55" yes 60); then
+  expect "DNS back: new car55 accepted (${took}s)" car55 "$CAR55" "$CARS" accept "$(accept_line "$CAR55" "$CARS")"
+  expect "DNS back: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+else
+  record "DNS back: new car55 accepted" "published within 60 s, accept" fail "car55 not published (took ${took:-?}s)"
+fi
+timing "scenario DNS back" "$(since "$t")"
+
+table
+say "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
