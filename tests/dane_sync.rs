@@ -218,3 +218,29 @@ fn config_check_with_the_sync_loads_and_exits() {
     assert!(out.contains("Configuration appears to be OK"), "{out}");
     assert!(t.elapsed() < Duration::from_secs(20), "the sync thread must not hold up exit");
 }
+
+#[test]
+fn operator_cli_runs_one_sync_with_the_module_config_and_explains_each_name() {
+    if skip() {
+        return;
+    }
+    let st = Stack::new();
+    let car54 = st.lab.cars_device("car54", CAR54);
+    st.publish(CARS, &car54);
+    let missing = "car99._device.cars.example";
+    st.set_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, missing)]);
+    let module_file = st.lab.raddb.join("mods-enabled/rust");
+    let out = std::process::Command::new(support::trustmap::cli())
+        .args(["sync", "--config"])
+        .arg(&module_file)
+        .args(["--raddb", &st.lab.raddb.display().to_string()])
+        .arg(format!("--set=ca_path={}", st.lab.root.join("cli-ca").display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "not every name pinned -> exit 1\n{text}");
+    assert!(text.contains(&format!("{CAR54}: DNS secure")), "{text}");
+    assert!(text.contains("TLSA 4 0 0 (") && text.contains("pinned /O=Test Devices/CN=car54"), "{text}");
+    assert!(text.contains(&format!("{missing}: DNS no-records")), "{text}");
+    assert!(text.contains("2 names looked up") && text.contains("1 pinned"), "{text}");
+}
