@@ -188,8 +188,16 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
     if !(n.is_finite() && n >= 0.0) {
         return Err("must be a non-negative number".into());
     }
+    // A huge value ("99999999999999999999d") must be a config error: Duration::from_secs_f64 panics on it,
+    // and `Instant::now() + d` in the sync's schedule panics well before u64::MAX seconds.
+    if n * scale > MAX_DURATION_SECS {
+        return Err("longer than 100 years".into());
+    }
     Ok(Duration::from_secs_f64(n * scale))
 }
+
+/// Longest duration any option takes (100 years): every deadline computed from one fits.
+const MAX_DURATION_SECS: f64 = 100.0 * 365.25 * 86_400.0;
 
 /// Reads the `rust [NAME] { ... }` section of a FreeRADIUS module file into pairs, for
 /// the CLI. Handles comments, quotes and the Debian path variables; nothing fancier.
@@ -367,5 +375,17 @@ mod tests {
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("1y").is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        // Found by the config fuzz target (fuzz/regressions/config/): from_secs_f64 panicked.
+        assert_eq!(parse_duration("99999999999999999999d").unwrap_err(), "longer than 100 years");
+        assert!(parse_duration("6666666666666666666666000776803").is_err());
+        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("reload_interval", "18446744073709551616")]))
+            .unwrap_err();
+        assert!(e.starts_with("reload_interval = \"18446744073709551616\": longer than 100 years"), "{e}");
+        assert_eq!(parse_duration("36500d").unwrap(), Duration::from_secs(36_500 * 86_400));
+        assert!(parse_duration("36525.01d").is_err());
     }
 }

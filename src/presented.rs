@@ -162,7 +162,9 @@ pub fn parse_asn1_time(text: &str) -> Option<i64> {
     }
     let (month, day) = (two(&rest[0..2])?, two(&rest[2..4])?);
     let (hour, min, sec) = (two(&rest[4..6])?, two(&rest[6..8])?, two(&rest[8..10])?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+    // As strict as OpenSSL, which made the pin: no leap second, no 31 February. Otherwise
+    // two texts would name one instant (`...235960Z` = next day's `...000000Z`).
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
@@ -172,6 +174,15 @@ fn two(d: &[u8]) -> Option<i64> {
     match d {
         [a @ b'0'..=b'9', b @ b'0'..=b'9'] => Some(i64::from(a - b'0') * 10 + i64::from(b - b'0')),
         _ => None,
+    }
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
     }
 }
 
@@ -227,5 +238,20 @@ mod tests {
         assert_eq!(parse_asn1_time("2611230821Z"), None);
         assert_eq!(parse_asn1_time("261123082143+"), None);
         assert_eq!(parse_asn1_time("26112308214xZ"), None);
+    }
+
+    #[test]
+    fn asn1_times_that_do_not_exist_are_refused() {
+        // Found by the presented fuzz target against OpenSSL (fuzz/regressions/presented/):
+        // a leap second or 31 February parsed to the instant of another text.
+        assert_eq!(parse_asn1_time("20261123020260Z"), None);
+        assert_eq!(parse_asn1_time("261123235960Z"), None);
+        assert_eq!(parse_asn1_time("260231000000Z"), None);
+        assert_eq!(parse_asn1_time("260229000000Z"), None);
+        assert_eq!(parse_asn1_time("260431000000Z"), None);
+        assert_eq!(parse_asn1_time("21000229000000Z"), None);
+        assert_eq!(parse_asn1_time("280229000000Z"), Some(1_835_395_200));
+        assert_eq!(parse_asn1_time("20000229000000Z"), Some(951_782_400));
+        assert_eq!(parse_asn1_time("261231235959Z"), Some(1_798_761_599));
     }
 }
