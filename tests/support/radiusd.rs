@@ -52,16 +52,17 @@ pub fn module_so() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir");
-    let profile = deps.parent().expect("profile dir");
-    let so = profile.join("librlm_rust.so");
-    assert!(
-        so.exists(),
-        "built module not found at {} (cargo builds the cdylib for integration tests; \
-         set RLM_RUST_SO to override)",
-        so.display()
-    );
-    so
+    let profile = exe.parent().and_then(Path::parent).expect("profile dir");
+    // `cargo test` leaves the cdylib in deps/ (only `cargo build` copies it up a level), and
+    // deps/ always holds the one built with this run; the copy above may be older.
+    let candidates = [profile.join("deps/librlm_rust.so"), profile.join("librlm_rust.so")];
+    candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| {
+        panic!(
+            "built module not found at {} or {} (set RLM_RUST_SO to override)",
+            candidates[0].display(),
+            candidates[1].display()
+        )
+    })
 }
 
 /// Where radiusd's own modules live (`FR_LIBRARY_PATH` style override: `FR_SYSTEM_LIBDIR`).
