@@ -22,14 +22,7 @@ fn env_usize(key: &str, default: usize) -> usize {
 }
 
 fn rss_kib(rd: &Radiusd) -> u64 {
-    let Some(pid) = rd.pid() else { return 0 };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    rd.pid().map(|pid| support::rss_kib(&pid.to_string())).unwrap_or(0)
 }
 
 fn cpu_ticks(rd: &Radiusd) -> u64 {

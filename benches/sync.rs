@@ -89,13 +89,7 @@ fn heap() -> isize {
 }
 
 fn rss_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    support::rss_kib("self") as i64
 }
 
 fn env_list(key: &str, default: &[usize]) -> Vec<usize> {
