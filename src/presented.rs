@@ -40,6 +40,25 @@ pub const REQUIRED: [&str; 10] = [
 ];
 
 impl<'a> PresentedCert<'a> {
+    /// Builds the view from attributes looked up by their FreeRADIUS names (fixtures,
+    /// replayed logs, fuzz inputs); `san_dns` holds every `TLS-Client-Cert-Subject-Alt-Name-Dns`.
+    pub fn from_attributes(get: impl Fn(&str) -> Option<&'a str>, san_dns: &'a [&'a str]) -> Self {
+        PresentedCert {
+            serial: get("TLS-Client-Cert-Serial"),
+            subject: get("TLS-Client-Cert-Subject"),
+            issuer: get("TLS-Client-Cert-Issuer"),
+            valid_since: get("TLS-Client-Cert-Valid-Since"),
+            expiration: get("TLS-Client-Cert-Expiration"),
+            authority_key_id: get("TLS-Client-Cert-X509v3-Authority-Key-Identifier"),
+            san_dns,
+            ca_serial: get("TLS-Cert-Serial"),
+            ca_subject: get("TLS-Cert-Subject"),
+            ca_issuer: get("TLS-Cert-Issuer"),
+            ca_valid_since: get("TLS-Cert-Valid-Since"),
+            ca_expiration: get("TLS-Cert-Expiration"),
+        }
+    }
+
     /// The first required attribute that is absent, by its FreeRADIUS name.
     pub fn first_missing(&self) -> Option<&'static str> {
         let present = [

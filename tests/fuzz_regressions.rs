@@ -96,20 +96,7 @@ fn check_seeds_reach_accept_and_reject() {
             .filter(|(k, _)| k == "TLS-Client-Cert-Subject-Alt-Name-Dns")
             .map(|(_, v)| v.as_str())
             .collect();
-        let cert = rlm_rust::presented::PresentedCert {
-            serial: one("TLS-Client-Cert-Serial"),
-            subject: one("TLS-Client-Cert-Subject"),
-            issuer: one("TLS-Client-Cert-Issuer"),
-            valid_since: one("TLS-Client-Cert-Valid-Since"),
-            expiration: one("TLS-Client-Cert-Expiration"),
-            authority_key_id: one("TLS-Client-Cert-X509v3-Authority-Key-Identifier"),
-            san_dns: &sans,
-            ca_serial: one("TLS-Cert-Serial"),
-            ca_subject: one("TLS-Cert-Subject"),
-            ca_issuer: one("TLS-Cert-Issuer"),
-            ca_valid_since: one("TLS-Cert-Valid-Since"),
-            ca_expiration: one("TLS-Cert-Expiration"),
-        };
+        let cert = rlm_rust::presented::PresentedCert::from_attributes(one, &sans);
         let req =
             rlm_rust::check::Request { user_name: one("User-Name"), called_station_id: one("Called-Station-Id"), cert };
         let d = rlm_rust::check::check(Some(map), &req);

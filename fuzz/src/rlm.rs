@@ -438,20 +438,7 @@ pub fn check(data: &[u8]) {
     let one = |a: &str| attrs.iter().rev().find(|(k, _)| k == a).map(|(_, v)| v.as_str());
     let sans: Vec<&str> =
         attrs.iter().filter(|(k, _)| k == "TLS-Client-Cert-Subject-Alt-Name-Dns").map(|(_, v)| v.as_str()).collect();
-    let cert = PresentedCert {
-        serial: one("TLS-Client-Cert-Serial"),
-        subject: one("TLS-Client-Cert-Subject"),
-        issuer: one("TLS-Client-Cert-Issuer"),
-        valid_since: one("TLS-Client-Cert-Valid-Since"),
-        expiration: one("TLS-Client-Cert-Expiration"),
-        authority_key_id: one("TLS-Client-Cert-X509v3-Authority-Key-Identifier"),
-        san_dns: &sans,
-        ca_serial: one("TLS-Cert-Serial"),
-        ca_subject: one("TLS-Cert-Subject"),
-        ca_issuer: one("TLS-Cert-Issuer"),
-        ca_valid_since: one("TLS-Cert-Valid-Since"),
-        ca_expiration: one("TLS-Cert-Expiration"),
-    };
+    let cert = PresentedCert::from_attributes(one, &sans);
     let req = Request { user_name: one("User-Name"), called_station_id: one("Called-Station-Id"), cert };
 
     assert_eq!(check_request(None, &req), Decision::Reject(Reason::NoTrustMap), "decided without a trust map");
