@@ -3,7 +3,7 @@
 //!
 //! The shim is only reachable through the `rlm_rust` data symbol, which nothing in Rust
 //! references; rustc would drop it from the cdylib and hide it. `--undefined` pulls the
-//! object in and a second version script exports the symbol (research/freeradius.md).
+//! object in and a second version script exports the symbol (ARCHITECTURE.md).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ fn main() {
 
     println!("cargo:rerun-if-env-changed=FREERADIUS_INCLUDE_DIR");
     println!("cargo:rerun-if-changed=include/rlm_rust.h");
-    println!("cargo:rerun-if-changed=csrc/rlm_rust_shim.c");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-changed={}", fr_include.display());
 
     for needed in ["radiusd.h", "modules.h", "log.h", "tmpl.h"] {
@@ -50,6 +50,7 @@ fn main() {
 
     cc::Build::new()
         .file("csrc/rlm_rust_shim.c")
+        .file("csrc/tls_hook.c")
         .include(&include)
         .include(&compat)
         .include(&fr_include)
@@ -68,8 +69,10 @@ fn main() {
     bindgen::Builder::default()
         .header(include.join("rlm_rust.h").to_string_lossy())
         .allowlist_type("rlm_rust_.*")
+        .allowlist_var("RLM_RUST_.*")
         .rustified_enum("rlm_rust_verdict")
         .constified_enum_module("rlm_rust_log_level")
+        .constified_enum_module("rlm_rust_capture_source")
         .derive_default(true)
         .layout_tests(true)
         .generate()

@@ -1,20 +1,18 @@
 /*
- * rlm_rust_shim.c - the only C in rlm_rust.
+ * rlm_rust_shim.c - the module glue: the C that must come from FreeRADIUS' own headers.
  *
- * It owns what must come from FreeRADIUS' own headers: the module_t (whose magic number
- * has to match the running server), the CONF_PARSER table, and the pair/log calls that
- * are macros. Everything else happens in Rust behind include/rlm_rust.h. This file holds
- * no policy: it copies attributes in, maps the verdict out, and (in post-auth) makes a
- * reject a real EAP-Failure.
+ * It owns the module_t (whose magic number has to match the running server), the
+ * CONF_PARSER table, and the pair/log calls that are macros; tls_hook.c owns the TLS
+ * verification hook. Everything else happens in Rust behind include/rlm_rust.h. This file
+ * holds no policy: it copies attributes in, maps the verdict out, and (in post-auth) makes
+ * a reject a real EAP-Failure.
  */
 #include <freeradius-devel/build.h>
 #include <freeradius-devel/radiusd.h>
 #include <freeradius-devel/modules.h>
 
 #include "rlm_rust.h"
-
-/* TLS-Client-Cert-Subject-Alt-Name-Dns can repeat; more than this many SANs is not a device. */
-#define MAX_SAN_DNS 32
+#include "tls_hook.h"
 
 /* MS-MPPE-Send-Key / -Recv-Key (vendor Microsoft, 311). */
 #define VENDOR_MICROSOFT 311
@@ -27,12 +25,17 @@
 typedef struct rlm_rust_t {
 	char const *name;
 	bool eap_failure_on_reject;
+	char const *eap_instance;
+	char const *tls_config;
+	rlm_rust_hooks hooks;
 	rlm_rust_instance *core;
 } rlm_rust_t;
 
 static const CONF_PARSER module_config[] = {
 	/* Only what the shim itself acts on; every other option is read by src/config.rs. */
 	{ "eap_failure_on_reject", FR_CONF_OFFSET(PW_TYPE_BOOLEAN, rlm_rust_t, eap_failure_on_reject), "yes" },
+	{ "eap_instance", FR_CONF_OFFSET(PW_TYPE_STRING, rlm_rust_t, eap_instance), "eap_dane" },
+	{ "tls_config", FR_CONF_OFFSET(PW_TYPE_STRING, rlm_rust_t, tls_config), "tls-common" },
 	CONF_PARSER_TERMINATOR
 };
 
@@ -50,6 +53,12 @@ static const rlm_rust_host host = { .log = host_log };
 
 /* Most pairs a rust { } section may hold; the Rust side reports unknown ones by name. */
 #define MAX_PAIRS 64
+
+static int mod_bootstrap(CONF_SECTION *conf, void *instance)
+{
+	(void) instance;
+	return rlm_rust_hook_register_attributes(conf);
+}
 
 static int mod_instantiate(CONF_SECTION *conf, void *instance)
 {
@@ -84,8 +93,15 @@ static int mod_instantiate(CONF_SECTION *conf, void *instance)
 	config.pairs = pairs;
 	config.pair_count = n;
 
+	/*
+	 *	Without the hook the check has nothing to bind to, and there is no fallback:
+	 *	refuse to start.
+	 */
+	if (rlm_rust_hook_install(conf, inst->eap_instance, inst->tls_config, &inst->hooks) < 0) return -1;
+
 	inst->core = rlm_rust_instantiate(&config);
 	if (!inst->core) {
+		rlm_rust_hook_release(&inst->hooks);
 		cf_log_err_cs(conf, "rlm_rust: instance %s failed to start (see the log above)", inst->name);
 		return -1;
 	}
@@ -98,6 +114,7 @@ static int mod_detach(void *instance)
 
 	rlm_rust_detach(inst->core);
 	inst->core = NULL;
+	rlm_rust_hook_release(&inst->hooks);
 	return 0;
 }
 
@@ -146,44 +163,22 @@ static void sink_log(void *ctx, rlm_rust_log_level level, char const *msg)
 static rlm_rust_verdict check_request(rlm_rust_t const *inst, REQUEST *request)
 {
 	VALUE_PAIR *vps = request->packet->vps;
-	rlm_rust_str sans[MAX_SAN_DNS];
-	size_t n_san = 0;
-	vp_cursor_t cursor;
-	VALUE_PAIR *vp;
+	rlm_rust_capture capture;
 	rlm_rust_request req;
 	rlm_rust_sink sink = {
 		.ctx = request, .add_pair = sink_add_pair, .set_reason = sink_set_reason, .log = sink_log,
 	};
 
-	for (vp = fr_cursor_init(&cursor, &request->packet->vps);
-	     (vp = fr_cursor_next_by_num(&cursor, PW_TLS_CLIENT_CERT_SUBJECT_ALT_NAME_DNS, 0, TAG_ANY)) &&
-	     (n_san < MAX_SAN_DNS);) {
-		sans[n_san].ptr = vp->vp_strvalue;
-		sans[n_san].len = vp->vp_length;
-		n_san++;
-	}
-
+	rlm_rust_hook_collect(request, &capture);
 	req.user_name = attr_str(vps, PW_USER_NAME);
 	req.called_station_id = attr_str(vps, PW_CALLED_STATION_ID);
-	req.client_serial = attr_str(vps, PW_TLS_CLIENT_CERT_SERIAL);
-	req.client_subject = attr_str(vps, PW_TLS_CLIENT_CERT_SUBJECT);
-	req.client_issuer = attr_str(vps, PW_TLS_CLIENT_CERT_ISSUER);
-	req.client_valid_since = attr_str(vps, PW_TLS_CLIENT_CERT_VALID_SINCE);
-	req.client_expiration = attr_str(vps, PW_TLS_CLIENT_CERT_EXPIRATION);
-	req.client_authority_key_id = attr_str(vps, PW_TLS_CLIENT_CERT_X509V3_AUTHORITY_KEY_IDENTIFIER);
-	req.client_san_dns = sans;
-	req.client_san_dns_count = n_san;
-	req.issuer_serial = attr_str(vps, PW_TLS_CERT_SERIAL);
-	req.issuer_subject = attr_str(vps, PW_TLS_CERT_SUBJECT);
-	req.issuer_issuer = attr_str(vps, PW_TLS_CERT_ISSUER);
-	req.issuer_valid_since = attr_str(vps, PW_TLS_CERT_VALID_SINCE);
-	req.issuer_expiration = attr_str(vps, PW_TLS_CERT_EXPIRATION);
+	req.capture = &capture;
 
 	return rlm_rust_check(inst->core, &req, &sink);
 }
 
 /*
- * A post-auth reject must not leave EAP-Success in the Access-Reject (research/freeradius.md):
+ * A post-auth reject must not leave EAP-Success in the Access-Reject (ARCHITECTURE.md):
  * rewrite the EAP code to Failure and strip the keying material so no session key leaves us.
  */
 static void make_eap_failure(REQUEST *request)
@@ -240,6 +235,7 @@ module_t rlm_rust = {
 	.type = RLM_TYPE_THREAD_SAFE | RLM_TYPE_HUP_SAFE,
 	.inst_size = sizeof(rlm_rust_t),
 	.config = module_config,
+	.bootstrap = mod_bootstrap,
 	.instantiate = mod_instantiate,
 	.detach = mod_detach,
 	.methods = {

@@ -1,5 +1,5 @@
 /*
- * rlm_rust.h - the one contract between the C shim (csrc/rlm_rust_shim.c) and the Rust core.
+ * rlm_rust.h - the one contract between the C shim (csrc/) and the Rust core.
  *
  * bindgen generates the Rust side of every type here, so C and Rust cannot disagree on a
  * layout. Only plain data crosses: byte strings with explicit lengths (never assumed to be
@@ -16,6 +16,26 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * The attributes the TLS verification hook (csrc/tls_hook.c) records on the session's
+ * certificate list once OpenSSL has verified the client's chain. Each digest attribute
+ * holds one value per certificate of the verified chain, the presented certificate
+ * (depth 0) first and the trust anchor last; the SAN attribute holds the presented
+ * certificate's dNSName entries, byte for byte. All are internal attributes (numbered
+ * above 255), so no RADIUS client can send them.
+ */
+#define RLM_RUST_ATTR_CERT_SHA256	"Rlm-Rust-Cert-SHA256"	/* SHA-256 of the certificate DER */
+#define RLM_RUST_ATTR_CERT_SHA512	"Rlm-Rust-Cert-SHA512"	/* SHA-512 of the certificate DER */
+#define RLM_RUST_ATTR_SPKI_SHA256	"Rlm-Rust-SPKI-SHA256"	/* SHA-256 of its SubjectPublicKeyInfo DER */
+#define RLM_RUST_ATTR_SPKI_SHA512	"Rlm-Rust-SPKI-SHA512"	/* SHA-512 of its SubjectPublicKeyInfo DER */
+#define RLM_RUST_ATTR_CHAIN_LENGTH	"Rlm-Rust-Chain-Length"	/* certificates recorded (integer) */
+#define RLM_RUST_ATTR_SAN_DNS		"Rlm-Rust-Cert-SAN-DNS"	/* presented certificate's dNSNames */
+
+/* Most certificates of one verified chain the hook records (a longer chain records none). */
+#define RLM_RUST_MAX_CHAIN 16
+/* Most dNSName entries of the presented certificate the hook records. */
+#define RLM_RUST_MAX_SAN_DNS 32
 
 /* A borrowed byte string. ptr may be NULL when len is 0 (attribute absent). */
 typedef struct rlm_rust_str {
@@ -53,27 +73,35 @@ typedef struct rlm_rust_config {
 	size_t pair_count;
 } rlm_rust_config;
 
+/* Where the captured attributes of a request were found. */
+typedef enum rlm_rust_capture_source {
+	RLM_RUST_CAPTURE_NONE = 0,	/* nowhere: no hook ran for this session */
+	RLM_RUST_CAPTURE_HANDSHAKE = 1,	/* the request list: this conversation's full handshake */
+	RLM_RUST_CAPTURE_RESUMED = 2,	/* a reply list: restored from the TLS session cache */
+} rlm_rust_capture_source;
+
+/* Every value of one captured attribute, in list order. */
+typedef struct rlm_rust_values {
+	rlm_rust_str values[RLM_RUST_MAX_SAN_DNS];
+	size_t count;			/* values found; above the array size means "too many" */
+} rlm_rust_values;
+
+/* The captured attributes, uninterpreted: Rust checks lengths and counts. */
+typedef struct rlm_rust_capture {
+	rlm_rust_capture_source source;
+	rlm_rust_values cert_sha256;
+	rlm_rust_values cert_sha512;
+	rlm_rust_values spki_sha256;
+	rlm_rust_values spki_sha512;
+	rlm_rust_values san_dns;
+	int64_t chain_length;		/* -1 when absent */
+} rlm_rust_capture;
+
 /* The attributes of one request that the check reads (absent attribute: len 0). */
 typedef struct rlm_rust_request {
 	rlm_rust_str user_name;
 	rlm_rust_str called_station_id;
-
-	/* Depth 0: the client certificate (TLS-Client-Cert-*). */
-	rlm_rust_str client_serial;
-	rlm_rust_str client_subject;
-	rlm_rust_str client_issuer;
-	rlm_rust_str client_valid_since;
-	rlm_rust_str client_expiration;
-	rlm_rust_str client_authority_key_id;
-	rlm_rust_str const *client_san_dns;	/* every TLS-Client-Cert-Subject-Alt-Name-Dns */
-	size_t client_san_dns_count;
-
-	/* Depth 1: the issuing CA as FreeRADIUS reports it (TLS-Cert-*). */
-	rlm_rust_str issuer_serial;
-	rlm_rust_str issuer_subject;
-	rlm_rust_str issuer_issuer;
-	rlm_rust_str issuer_valid_since;
-	rlm_rust_str issuer_expiration;
+	rlm_rust_capture const *capture;
 } rlm_rust_request;
 
 /* Where one request's verdict side effects go (ctx is the REQUEST). Strings are

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Assemble a FreeRADIUS include tree that can compile a module against the installed server.
 #
-# Debian's libfreeradius-dev omits headers that radiusd.h needs (research/freeradius.md).
+# Debian's libfreeradius-dev omits headers that radiusd.h needs (ARCHITECTURE.md).
 # We take those from the source package of the *same* version, then copy the installed
 # headers over them: the installed autoconf.h/radpaths.h/attributes.h come from Debian's
 # build, so struct layouts and RADIUSD_MAGIC_NUMBER match the running radiusd.

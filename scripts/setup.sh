@@ -10,7 +10,7 @@ packages=(
   # build: bindgen needs libclang; pkg-config finds libpcsclite
   clang libclang-dev pkg-config dpkg-dev xz-utils
   # real parts for tests: supplicant, authoritative DNS with DNSSEC signing
-  eapoltest knot knot-dnsutils openssl ca-certificates
+  eapoltest freeradius-utils knot knot-dnsutils openssl ca-certificates valgrind
   # IoT SAFE rig: PC/SC daemon, virtual reader, PKCS#11 engine for eapol_test
   pcscd libpcsclite-dev vsmartcard-vpcd libengine-pkcs11-openssl
   # benchmarks and the Python reference we compare with

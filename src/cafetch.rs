@@ -2,7 +2,7 @@
 //!
 //! A PKIX-CD certificate in DNS names its issuer only by the Authority Key Identifier; the
 //! issuing organisation publishes the CA certificate under that key id on its authority
-//! host (ARCHITECTURE.md "Trust sync" step 3). Everything fetched here is attacker
+//! host. Everything fetched here is attacker
 //! reachable data: the body size, the time and the redirects are bounded, and a
 //! certificate is only returned if its Subject Key Identifier is the one asked for.
 //! Whether it really signed the child is the caller's check ([`crate::chain`]).
@@ -281,6 +281,14 @@ impl CaFetcher {
             self.cache.insert(key.clone(), result.clone());
         }
         result
+    }
+
+    /// Forgets what is cached for (`authority_host`, `key_id`), so the next fetch asks the
+    /// host again.
+    pub fn forget(&self, authority_host: &str, key_id: &[u8]) {
+        if let Ok(host) = validate_host(authority_host) {
+            self.cache.invalidate(&(host, key_id.to_vec()));
+        }
     }
 
     /// Drops every cached certificate and failure (e.g. at the start of a sync cycle).

@@ -1,10 +1,11 @@
 //! The CA set radiusd trusts for EAP-TLS, and its on-disk form (`ca_path` + bundle).
 //!
-//! Invariant 3 of ARCHITECTURE.md lives here: no two CAs in the set share a subject DN or
-//! a key identifier unless they share the public key. The pins' issuer DN + AKI then name
-//! exactly one signing key in the set; a CA trusted for org B cannot stand in for org A's.
-//! A CA that would break the invariant is refused, and the caller logs it as a probable
-//! attack.
+//! No two certificates in the set share a subject DN or a key identifier unless they share
+//! the public key. The set decides which chains TLS completes, not who is admitted (the
+//! check binds to the presented certificate itself), so this protects availability: a CA
+//! published by one participant must not make OpenSSL pick it as the issuer of another's
+//! devices. A certificate that would break the rule is refused, and the caller logs it as
+//! a probable attack.
 //!
 //! On disk the set is an OpenSSL hashed directory (`<subject hash>.N`, as `c_rehash` /
 //! `openssl rehash` make), which a running radiusd consults lazily by subject hash, so new
@@ -86,7 +87,9 @@ impl CaSetError {
 impl fmt::Display for CaSetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CaSetError::NotCa { subject } => write!(f, "{subject} is not a CA certificate"),
+            CaSetError::NotCa { subject } => {
+                write!(f, "{subject} is neither a CA certificate nor a self-signed device certificate")
+            }
             CaSetError::NoKeyId { subject } => {
                 write!(f, "CA {subject} has no subject key identifier")
             }
@@ -172,7 +175,9 @@ impl CaSet {
     /// Would `cert` be accepted? Ok(Some(key id)) if new, Ok(None) if already present.
     fn check(&self, cert: &X509Ref) -> Result<Option<Vec<u8>>, CaSetError> {
         let subject = || oneline(cert.subject_name());
-        if !chain::is_ca(cert) {
+        // A self-signed device certificate (DANE-EE with no CA at all) is its own trust
+        // anchor: OpenSSL accepts it from ca_path, and it can issue nothing (CA:FALSE).
+        if !chain::is_ca(cert) && !chain::is_self_signed_root(cert) {
             return Err(CaSetError::NotCa { subject: subject() });
         }
         let key_id = cert

@@ -5,7 +5,8 @@
 //! organisation publishes ([`crate::cafetch`]), check every link the way OpenSSL will
 //! check it in radiusd's TLS handshake (signature, CA flags, key usage, path length,
 //! validity, unknown critical extensions), and stop at a self-signed root. Only a chain
-//! that passes can put the device's pin in the trust map and its CAs in the CA set.
+//! that passes can put the device's certificate association in the trust map and its CAs
+//! in the CA set.
 //!
 //! [`verify_links`] is the whole check on a finished chain, without I/O; [`authenticate`]
 //! builds the chain over HTTPS and ends with it.
@@ -249,8 +250,21 @@ pub async fn authenticate(
     limits: ChainLimits,
     now: i64,
 ) -> Result<Chain, ChainError> {
-    let host = name::authority_host(name).ok_or_else(|| ChainError::NoAuthorityHost(name.to_owned()))?;
     pki::check_name_binding(leaf, name).map_err(ChainError::NameBinding)?;
+    build(leaf, name, fetcher, limits, now).await
+}
+
+/// Builds and checks the CA chain of `leaf` from the authority host of `name`, without
+/// the name binding: for a DANE-EE certificate, which DNSSEC authenticates by itself but
+/// whose TLS handshake still needs its CAs in the CA set.
+pub async fn build(
+    leaf: &X509,
+    name: &str,
+    fetcher: &CaFetcher,
+    limits: ChainLimits,
+    now: i64,
+) -> Result<Chain, ChainError> {
+    let host = name::authority_host(name).ok_or_else(|| ChainError::NoAuthorityHost(name.to_owned()))?;
     check_leaf(leaf)?;
     check_validity(leaf, now)?;
 
@@ -278,8 +292,15 @@ pub async fn authenticate(
         if requested.contains(&aki) {
             return Err(ChainError::Loop { subject, key_id: dashed_hex(&aki) });
         }
-        let ca =
-            fetcher.fetch(&host, &aki).await.map_err(|error| ChainError::Fetch { subject: subject.clone(), error })?;
+        let fetch_error = |error| ChainError::Fetch { subject: subject.clone(), error };
+        let mut ca = fetcher.fetch(&host, &aki).await.map_err(fetch_error)?;
+        if check_link(child, &ca).is_err() {
+            // The cached copy may be stale: the authority host can have replaced the CA
+            // under its key id since (a re-issue, or the identity reused for a new key).
+            // Ask once more before refusing.
+            fetcher.forget(&host, &aki);
+            ca = fetcher.fetch(&host, &aki).await.map_err(fetch_error)?;
+        }
         requested.push(aki);
         check_link(child, &ca)?;
         check_ca(&ca, certs.len() - 1)?;

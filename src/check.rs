@@ -2,16 +2,16 @@
 //!
 //! Accept only when all hold, checked in this order so the reason names the first failure:
 //! a trust map is loaded; User-Name is a valid DNS name; Called-Station-Id carries an SSID
-//! the policy knows; the name is allowed on that SSID; the certificate attributes are all
-//! there; the certificate's SAN contains the name; the presented certificate equals one of
-//! the name's pins (which is what defeats cross-domain signing).
+//! the policy knows; the name is allowed on that SSID; the TLS hook captured the
+//! certificate the client proved; and one of the certificate associations DNS published
+//! for the name matches it. The last step is what defeats cross-domain signing: another
+//! organisation's CA can issue a certificate for the name, but not the one DNS publishes.
 
 use std::fmt;
 
 use crate::name::{self, MAX_NAME_LEN};
-use crate::pki::dns_eq;
 use crate::policy::ReplyAttr;
-use crate::presented::PresentedCert;
+use crate::presented::{CaptureError, PresentedCert};
 use crate::trustmap::TrustMap;
 
 /// Why a request was rejected. The `Display` text is what operators grep for.
@@ -22,10 +22,10 @@ pub enum Reason {
     NoSsid,
     UnknownSsid,
     NameNotAllowed,
-    MissingCertAttributes(&'static str),
-    SanMismatch,
+    /// The certificate the client proved is not available (or not consistent).
+    Capture(CaptureError),
     NotPublished,
-    NoPinMatch,
+    NoAssociationMatch,
 }
 
 impl fmt::Display for Reason {
@@ -36,20 +36,26 @@ impl fmt::Display for Reason {
             Reason::NoSsid => f.write_str("no SSID in Called-Station-Id"),
             Reason::UnknownSsid => f.write_str("unknown SSID"),
             Reason::NameNotAllowed => f.write_str("name not allowed on SSID"),
-            Reason::MissingCertAttributes(a) => write!(f, "missing certificate attributes ({a})"),
-            Reason::SanMismatch => f.write_str("SAN does not contain the name"),
-            Reason::NotPublished => f.write_str("name has no published certificate"),
-            Reason::NoPinMatch => f.write_str("certificate matches no pin of the name"),
+            Reason::Capture(e) => e.fmt(f),
+            Reason::NotPublished => f.write_str("name has no published certificate association"),
+            Reason::NoAssociationMatch => f.write_str("certificate matches no association of the name"),
         }
     }
 }
 
 /// The inputs of one request.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub user_name: Option<&'a str>,
     pub called_station_id: Option<&'a str>,
-    pub cert: PresentedCert<'a>,
+    /// The certificate the TLS hook captured, or why there is none.
+    pub cert: Result<PresentedCert<'a>, CaptureError>,
+}
+
+impl Default for Request<'_> {
+    fn default() -> Self {
+        Request { user_name: None, called_station_id: None, cert: Err(CaptureError::Absent) }
+    }
 }
 
 /// The outcome. On accept, `reply` lists the attributes of the SSID's role.
@@ -65,10 +71,11 @@ pub enum Decision<'m> {
 pub fn ssid_of(called_station_id: &str) -> Option<&str> {
     let (mac, ssid) = called_station_id.split_once(':')?;
     // `aa:bb:cc:dd:ee:ff` with no SSID would otherwise read as SSID "bb:cc:dd:ee:ff".
-    if mac.len() == 2 && mac.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let rest: Vec<&str> = ssid.splitn(6, ':').collect();
-        if rest.len() >= 5 && rest[..5].iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return rest.get(5).copied().filter(|s| !s.is_empty());
+    let octet = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit());
+    if octet(mac) {
+        let mut rest = ssid.splitn(6, ':');
+        if rest.by_ref().take(5).filter(|p| octet(p)).count() == 5 {
+            return rest.next().filter(|s| !s.is_empty());
         }
     }
     Some(ssid).filter(|s| !s.is_empty())
@@ -92,20 +99,18 @@ pub fn check<'m>(map: Option<&'m TrustMap>, req: &Request<'_>) -> Decision<'m> {
     if !role.allows(name) {
         return Decision::Reject(Reason::NameNotAllowed);
     }
-    if let Some(missing) = req.cert.first_missing() {
-        return Decision::Reject(Reason::MissingCertAttributes(missing));
-    }
-    if !req.cert.san_dns.iter().any(|san| dns_eq(san, name)) {
-        return Decision::Reject(Reason::SanMismatch);
-    }
-    let pins = map.pins(name);
-    if pins.is_empty() {
+    let cert = match &req.cert {
+        Ok(cert) => cert,
+        Err(e) => return Decision::Reject(Reason::Capture(*e)),
+    };
+    let associations = map.associations(name);
+    if associations.is_empty() {
         return Decision::Reject(Reason::NotPublished);
     }
-    if pins.iter().any(|pin| req.cert.matches(pin)) {
+    if associations.iter().any(|a| a.matches(cert, name)) {
         Decision::Accept { reply: &role.reply }
     } else {
-        Decision::Reject(Reason::NoPinMatch)
+        Decision::Reject(Reason::NoAssociationMatch)
     }
 }
 
@@ -125,12 +130,75 @@ mod tests {
         assert_eq!(ssid_of(""), None);
     }
 
+    use std::collections::BTreeMap;
+
+    use crate::association::{Association, Matching, Selector, Usage};
+    use crate::policy::{Policy, Role};
+    use crate::presented::{RawCapture, Source};
+    use crate::trustmap::NameEntry;
+
+    const CAR: &str = "car54._device.cars.example";
+    const SPARE: &str = "car55._device.cars.example";
+
+    fn map() -> TrustMap {
+        let mut policy = Policy::default();
+        policy
+            .ssids
+            .insert("SSID1".into(), Role { members: [CAR.to_string(), SPARE.to_string()].into(), reply: vec![] });
+        let digest = Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Sha256, &[1; 32], None).unwrap();
+        let names = BTreeMap::from([(CAR.to_string(), NameEntry { associations: vec![digest], ..Default::default() })]);
+        TrustMap::new(policy, names, 1, 0)
+    }
+
+    /// Decides `name` on SSID1 with a one-certificate capture whose digests are all `fill`.
+    fn decide(map: &TrustMap, name: &str, station: &str, fill: Option<u8>) -> Decision<'static> {
+        let (short, long) = (vec![fill.unwrap_or(0); 32], vec![fill.unwrap_or(0); 64]);
+        let (s, l) = ([short.as_slice()], [long.as_slice()]);
+        let raw = RawCapture {
+            source: fill.map(|_| Source::Handshake),
+            cert_sha256: &s,
+            cert_sha512: &l,
+            spki_sha256: &s,
+            spki_sha512: &l,
+            san_dns: &[],
+            chain_length: Some(1),
+        };
+        let req = Request {
+            user_name: Some(name),
+            called_station_id: Some(station),
+            cert: PresentedCert::from_capture(&raw),
+        };
+        match check(Some(map), &req) {
+            Decision::Accept { .. } => Decision::Accept { reply: &[] },
+            Decision::Reject(r) => Decision::Reject(r),
+        }
+    }
+
+    #[test]
+    fn the_first_failing_step_names_the_reject() {
+        let m = map();
+        let on = "00-00-00-00-00-01:SSID1";
+        assert_eq!(decide(&m, CAR, on, Some(1)), Decision::Accept { reply: &[] });
+        assert_eq!(decide(&m, CAR, on, Some(2)), Decision::Reject(Reason::NoAssociationMatch));
+        assert_eq!(decide(&m, CAR, on, None), Decision::Reject(Reason::Capture(CaptureError::Absent)));
+        assert_eq!(decide(&m, SPARE, on, Some(1)), Decision::Reject(Reason::NotPublished));
+        assert_eq!(decide(&m, "car56._device.cars.example", on, Some(1)), Decision::Reject(Reason::NameNotAllowed));
+        assert_eq!(decide(&m, CAR, "00-00-00-00-00-01:SSID2", Some(1)), Decision::Reject(Reason::UnknownSsid));
+        assert_eq!(decide(&m, CAR, "00-00-00-00-00-01", Some(1)), Decision::Reject(Reason::NoSsid));
+        assert_eq!(decide(&m, "not a name", on, Some(1)), Decision::Reject(Reason::InvalidName));
+        // Names compare in normal form.
+        assert_eq!(decide(&m, "CAR54._device.cars.example.", on, Some(1)), Decision::Accept { reply: &[] });
+        let req = Request { user_name: Some(CAR), called_station_id: Some(on), ..Default::default() };
+        assert_eq!(check(None, &req), Decision::Reject(Reason::NoTrustMap));
+    }
+
     #[test]
     fn reasons_read_as_documented() {
-        assert_eq!(Reason::NoPinMatch.to_string(), "certificate matches no pin of the name");
+        assert_eq!(Reason::NoAssociationMatch.to_string(), "certificate matches no association of the name");
+        assert_eq!(Reason::Capture(CaptureError::Absent).to_string(), "no certificate captured from the TLS handshake");
         assert_eq!(
-            Reason::MissingCertAttributes("TLS-Cert-Serial").to_string(),
-            "missing certificate attributes (TLS-Cert-Serial)"
+            Reason::Capture(CaptureError::Malformed("no chain length")).to_string(),
+            "captured certificate malformed (no chain length)"
         );
     }
 }

@@ -43,7 +43,7 @@ pub struct SyncConfig {
 }
 
 /// Keys the shim consumes itself (listed so they are not reported as unknown).
-const SHIM_KEYS: [&str; 1] = ["eap_failure_on_reject"];
+const SHIM_KEYS: [&str; 3] = ["eap_failure_on_reject", "eap_instance", "tls_config"];
 
 /// Builds a [`Config`] from the section's pairs. Errors name the key and the bad value.
 pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, String> {

@@ -6,8 +6,8 @@
 //! outcome is a [`TlsaAnswer`] saying what DNS proved about the name (Secure, Insecure,
 //! Bogus, no records, or no answer at all), so the sync decides per name what to keep.
 //!
-//! [`classify`] is the pure second half: which records can yield a certificate pin
-//! (full certificates, usage 3 or 4, selector 0, matching 0) and why the others cannot.
+//! [`classify`] is the pure second half: which records can yield a certificate association
+//! (usage 3 in any form, usage 4 as a full certificate) and why the others cannot.
 //!
 //! Validation is always on. Without a trust anchor file hickory's built-in root anchors
 //! are used; with one, only the DNSKEYs in that file are trusted (a private root or
@@ -25,6 +25,8 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
+
+use crate::association::{Matching, Selector};
 
 /// Longest CNAME chain followed from a device name to its TLSA RRset.
 pub const MAX_ALIAS_HOPS: usize = 8;
@@ -162,15 +164,16 @@ pub enum RecordUse {
     /// Usage 4 (PKIX-CD draft), selector 0, matching 0: a full certificate that must be
     /// authenticated through its CA chain.
     PkixCd,
-    /// Usage 3 (DANE-EE), selector 0, matching 0: a full certificate, trusted by DNSSEC
-    /// alone (the caller must require a Secure answer).
-    DaneEe,
-    /// Cannot yield a certificate pin.
+    /// Usage 3 (DANE-EE), any selector and matching type: trusted by DNSSEC alone (the
+    /// caller must require a Secure answer). The data has been checked for its form: one
+    /// DER certificate (`3 0 0`), one SubjectPublicKeyInfo (`3 1 0`), or a digest of the
+    /// right length.
+    DaneEe { selector: Selector, matching: Matching },
+    /// Cannot yield a certificate association.
     Unusable { reason: String },
 }
 
-/// Decides what a TLSA record can be used for. Pure; checks that the data of a full
-/// certificate record is exactly one DER certificate.
+/// Decides what a TLSA record can be used for. Pure; checks the form of the data.
 pub fn classify(record: &TlsaRecord) -> RecordUse {
     match classify_inner(record) {
         Ok(usable) => usable,
@@ -190,39 +193,55 @@ fn classify_inner(r: &TlsaRecord) -> Result<RecordUse, String> {
             return Err(format!("{what}: malformed, a {alg} digest is {len} bytes, this one has {}", r.data.len()));
         }
     }
-    let usable = match r.usage {
-        3 => RecordUse::DaneEe,
-        4 => RecordUse::PkixCd,
-        0 => return Err(format!("{what}: usage 0 (PKIX-TA) names a CA, not the device")),
+    match r.usage {
+        3 | 4 => {}
+        0 => return Err(format!("{what}: usage 0 (PKIX-TA) is not supported, use 3 or 4")),
         1 => return Err(format!("{what}: usage 1 (PKIX-EE) is not supported, use 3 or 4")),
         2 => return Err(format!("{what}: usage 2 (DANE-TA) names a CA, not the device")),
         255 => return Err(format!("{what}: usage 255 (PrivCert) has no defined meaning")),
         u => return Err(format!("{what}: usage {u} is unassigned")),
-    };
-    match r.selector {
-        0 => {}
-        1 => {
-            return Err(format!(
-                "{what}: selector 1 (SPKI) publishes a key, a certificate pin needs the full certificate (selector 0)"
-            ))
-        }
-        s => return Err(format!("{what}: selector {s} is not defined for pins")),
     }
-    match r.matching {
-        0 => {}
-        1 | 2 => {
+    let selector =
+        Selector::from_code(r.selector).ok_or_else(|| format!("{what}: selector {} is not defined", r.selector))?;
+    let matching = Matching::from_code(r.matching)
+        .ok_or_else(|| format!("{what}: matching type {} is not defined", r.matching))?;
+    if r.usage == 4 {
+        if (selector, matching) != (Selector::Cert, Matching::Full) {
             return Err(format!(
-                "{what}: matching type {} is a hash, it cannot yield a certificate pin (matching 0 needed)",
-                r.matching
-            ))
+                "{what}: PKIX-CD (usage 4) authenticates a full certificate by its CA chain: it must be 4 0 0"
+            ));
         }
-        m => return Err(format!("{what}: matching type {m} is not defined")),
+        check_single_der_certificate(&r.data).map_err(|e| format!("{what}: malformed, {e}"))?;
+        return Ok(RecordUse::PkixCd);
     }
-    check_single_der_certificate(&r.data).map_err(|e| format!("{what}: malformed, {e}"))?;
-    Ok(usable)
+    match (selector, matching) {
+        (Selector::Cert, Matching::Full) => {
+            check_single_der_certificate(&r.data).map_err(|e| format!("{what}: malformed, {e}"))?
+        }
+        (Selector::Spki, Matching::Full) => check_spki(&r.data).map_err(|e| format!("{what}: malformed, {e}"))?,
+        _ => {}
+    }
+    Ok(RecordUse::DaneEe { selector, matching })
 }
 
-/// The data must be one DER X.509 certificate and nothing after it.
+/// The data of a `3 1 0` record must be one DER SubjectPublicKeyInfo, as OpenSSL encodes
+/// it, and nothing after it.
+fn check_spki(data: &[u8]) -> Result<(), String> {
+    let key = openssl::pkey::PKey::public_key_from_der(data).map_err(|e| {
+        let why = e.errors().first().and_then(|e| e.reason()).unwrap_or("unparsable");
+        format!("not a DER SubjectPublicKeyInfo ({why})")
+    })?;
+    let der = key.public_key_to_der().map_err(|e| format!("key does not re-encode ({e})"))?;
+    if der.len() != data.len() {
+        return Err(format!("{} bytes after the {}-byte key", data.len().saturating_sub(der.len()), der.len()));
+    }
+    if der != data {
+        return Err("the key is not in the DER form OpenSSL encodes it in, so no handshake can match it".into());
+    }
+    Ok(())
+}
+
+/// The data must be one X.509 certificate in DER form and nothing after it.
 fn check_single_der_certificate(data: &[u8]) -> Result<(), String> {
     let cert = openssl::x509::X509::from_der(data).map_err(|e| {
         // OpenSSL's first reason ("too long", "wrong tag") is enough; the stack is noise.
@@ -232,6 +251,15 @@ fn check_single_der_certificate(data: &[u8]) -> Result<(), String> {
     let der = cert.to_der().map_err(|e| format!("certificate does not re-encode ({e})"))?;
     if der.len() != data.len() {
         return Err(format!("{} bytes after the {}-byte certificate", data.len().saturating_sub(der.len()), der.len()));
+    }
+    // OpenSSL accepts some BER (padding bits in a BIT STRING) and re-encodes it as DER at
+    // the same length. The TLS hook digests the DER, so a record that is not exactly it
+    // could never match: say so instead of publishing a dead association.
+    if der != data {
+        return Err(
+            "the certificate is not in DER form (OpenSSL re-encodes it differently), so no handshake can match it"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -628,29 +656,43 @@ mod tests {
         }
     }
 
+    fn spki_der() -> Vec<u8> {
+        let cert = openssl::x509::X509::from_der(&cert_der()).unwrap();
+        cert.public_key().unwrap().public_key_to_der().unwrap()
+    }
+
+    fn ee(selector: Selector, matching: Matching) -> RecordUse {
+        RecordUse::DaneEe { selector, matching }
+    }
+
     #[test]
-    fn full_certificates_are_pins() {
+    fn usable_forms() {
         let der = cert_der();
         assert_eq!(classify(&rec(4, 0, 0, der.clone())), RecordUse::PkixCd);
-        assert_eq!(classify(&rec(3, 0, 0, der)), RecordUse::DaneEe);
+        assert_eq!(classify(&rec(3, 0, 0, der)), ee(Selector::Cert, Matching::Full));
+        assert_eq!(classify(&rec(3, 1, 0, spki_der())), ee(Selector::Spki, Matching::Full));
+        assert_eq!(classify(&rec(3, 0, 1, vec![1; 32])), ee(Selector::Cert, Matching::Sha256));
+        assert_eq!(classify(&rec(3, 1, 2, vec![1; 64])), ee(Selector::Spki, Matching::Sha512));
     }
 
     #[test]
     fn every_other_parameter_combination_is_unusable() {
         let der = cert_der();
+        let spki = spki_der();
         for usage in 0..=255u8 {
             for selector in [0u8, 1, 2, 254, 255] {
                 for matching in [0u8, 1, 2, 3, 254, 255] {
-                    let data = match matching {
-                        1 => vec![7; SHA256_LEN],
-                        2 => vec![7; SHA512_LEN],
+                    let data = match (selector, matching) {
+                        (_, 1) => vec![7; SHA256_LEN],
+                        (_, 2) => vec![7; SHA512_LEN],
+                        (1, _) => spki.clone(),
                         _ => der.clone(),
                     };
                     let r = rec(usage, selector, matching, data);
                     let got = classify(&r);
                     match (usage, selector, matching) {
                         (4, 0, 0) => assert_eq!(got, RecordUse::PkixCd),
-                        (3, 0, 0) => assert_eq!(got, RecordUse::DaneEe),
+                        (3, 0 | 1, 0..=2) => assert!(matches!(got, RecordUse::DaneEe { .. }), "{r:?} -> {got:?}"),
                         _ => assert!(matches!(got, RecordUse::Unusable { .. }), "{r:?} -> {got:?}"),
                     }
                 }
@@ -661,9 +703,10 @@ mod tests {
     #[test]
     fn reasons_name_the_problem() {
         let der = cert_der();
-        assert!(unusable(&rec(3, 0, 1, vec![1; 32])).contains("hash"));
-        assert!(unusable(&rec(4, 0, 2, vec![1; 64])).contains("hash"));
-        assert!(unusable(&rec(3, 1, 0, der.clone())).contains("SPKI"));
+        assert!(unusable(&rec(4, 0, 1, vec![1; 32])).contains("must be 4 0 0"));
+        assert!(unusable(&rec(4, 1, 0, spki_der())).contains("must be 4 0 0"));
+        assert!(unusable(&rec(3, 2, 0, der.clone())).contains("selector 2"));
+        assert!(unusable(&rec(3, 0, 3, der.clone())).contains("matching type 3"));
         assert!(unusable(&rec(0, 0, 0, der.clone())).contains("PKIX-TA"));
         assert!(unusable(&rec(1, 0, 0, der.clone())).contains("PKIX-EE"));
         assert!(unusable(&rec(2, 0, 0, der.clone())).contains("DANE-TA"));
@@ -682,14 +725,17 @@ mod tests {
         // Garbage instead of a certificate.
         assert!(unusable(&rec(4, 0, 0, b"not a certificate".to_vec())).contains("DER"));
         assert!(unusable(&rec(3, 0, 0, vec![0x30, 0x82, 0xff, 0xff, 0x01])).contains("DER"));
-        // Truncated certificate.
+        // Truncated certificate; a certificate where a key belongs; a truncated key.
         assert!(unusable(&rec(4, 0, 0, der[..der.len() - 1].to_vec())).contains("DER"));
+        assert!(unusable(&rec(3, 1, 0, der.clone())).contains("SubjectPublicKeyInfo"));
+        let spki = spki_der();
+        assert!(unusable(&rec(3, 1, 0, spki[..spki.len() - 2].to_vec())).contains("SubjectPublicKeyInfo"));
         // Trailing bytes after a valid certificate.
         let mut trailing = der.clone();
         trailing.extend_from_slice(&[0, 0, 0]);
         assert!(unusable(&rec(3, 0, 0, trailing)).contains("3 bytes after"));
-        // One flipped byte inside the signature still parses: the chain check catches
-        // it later, classify only checks the form.
+        // One flipped byte inside the signature still parses and is still DER: the chain
+        // check catches it later, classify only checks the form.
         let mut flipped = der;
         let last = flipped.len() - 1;
         flipped[last] ^= 0x01;

@@ -1,19 +1,27 @@
-//! Discovery of one name: TLSA records -> certificates -> authenticated chains -> pins.
+//! Discovery of one name: TLSA records -> authenticated certificate associations, and the
+//! certificates their TLS handshake needs in the CA set.
 //!
-//! Per record (ARCHITECTURE.md "Trust sync"): usage 4 selector 0 matching 0 is
-//! authenticated by its CA chain fetched over HTTPS; usage 3 counts only in a
-//! DNSSEC-secure answer; hash records cannot yield a pin. Every skipped record is reported
-//! with its reason, which is what the operator CLI prints.
+//! Per record (see [`crate::association`] for what each usage is compared with):
+//! - usage 3 (DANE-EE), any selector and matching type, counts only in a DNSSEC-secure
+//!   answer, and needs nothing else: the TLSA owner name is the binding (RFC 7671). A
+//!   `3 0 0` record carries the certificate, so the sync can also make its handshake work:
+//!   a self-signed certificate goes into the CA set as its own anchor, a CA-issued one
+//!   brings its CA chain (fetched as for PKIX-CD).
+//! - usage 4 (PKIX-CD) `4 0 0` is authenticated by its CA chain fetched over HTTPS, and the
+//!   name must be in its SAN; Secure or Insecure both do.
+//! - a certificate whose CN lies under the IoT Registry domain must also be listed there.
+//!
+//! Every skipped record is reported with its reason, which is what the operator CLI prints.
 
 use std::fmt;
-use std::time::Duration;
 
 use openssl::x509::X509;
 
+use crate::association::{Association, Matching, Selector, Usage};
 use crate::cafetch::{CaFetcher, FetchError};
 use crate::chain::{self, ChainError, ChainLimits};
 use crate::dane::{classify, RecordUse, TlsaAnswer, TlsaRecord, TlsaResolver};
-use crate::pki::Pin;
+use crate::pki;
 use crate::registry::{Registry, RegistryVerdict};
 use crate::schedule::{Discovered, Outcome};
 
@@ -22,7 +30,7 @@ use crate::schedule::{Discovered, Outcome};
 pub struct RecordReport {
     /// `4 0 0 (412 bytes)`.
     pub record: String,
-    /// Ok: the pinned certificate (subject, serial, chain); Err: why it was skipped.
+    /// Ok: what was published and how it was authenticated; Err: why it was skipped.
     pub result: Result<String, String>,
 }
 
@@ -40,7 +48,7 @@ impl fmt::Display for NameReport {
         writeln!(f, "{}: DNS {}", self.name, self.dns)?;
         for r in &self.records {
             match &r.result {
-                Ok(pin) => writeln!(f, "  TLSA {}: pinned {pin}", r.record)?,
+                Ok(what) => writeln!(f, "  TLSA {}: published {what}", r.record)?,
                 Err(why) => writeln!(f, "  TLSA {}: skipped: {why}", r.record)?,
             }
         }
@@ -62,6 +70,20 @@ struct Skip {
     transient: bool,
 }
 
+impl Skip {
+    fn definitive(reason: String) -> Skip {
+        Skip { reason, transient: false }
+    }
+}
+
+/// One record, authenticated.
+struct Found {
+    association: Association,
+    /// Certificates the handshake needs in the CA set.
+    ca_set: Vec<X509>,
+    summary: String,
+}
+
 impl Discoverer {
     /// Discovers `name` at wall-clock time `now` (Unix seconds).
     pub async fn discover(&self, name: &str, now: i64) -> (Outcome, NameReport) {
@@ -77,23 +99,23 @@ impl Discoverer {
             TlsaAnswer::Failed { reason } => return (Outcome::Failed { reason }, report),
         };
 
-        let mut pins: Vec<Pin> = Vec::new();
+        let mut associations: Vec<Association> = Vec::new();
         let mut cas: Vec<X509> = Vec::new();
         let mut transient = None;
         for record in &records {
             let label =
                 format!("{} {} {} ({} bytes)", record.usage, record.selector, record.matching, record.data.len());
-            match self.pin_record(name, record, secure, now).await {
-                Ok((pin, chain_cas, summary)) => {
-                    if !pins.contains(&pin) {
-                        pins.push(pin);
+            match self.associate(name, record, secure, now).await {
+                Ok(found) => {
+                    if !associations.contains(&found.association) {
+                        associations.push(found.association);
                     }
-                    for ca in chain_cas {
-                        if !cas.iter().any(|c| same_cert(c, &ca)) {
-                            cas.push(ca);
+                    for c in found.ca_set {
+                        if !cas.iter().any(|have| same_cert(have, &c)) {
+                            cas.push(c);
                         }
                     }
-                    report.records.push(RecordReport { record: label, result: Ok(summary) });
+                    report.records.push(RecordReport { record: label, result: Ok(found.summary) });
                 }
                 Err(skip) => {
                     if skip.transient {
@@ -103,8 +125,9 @@ impl Discoverer {
                 }
             }
         }
-        let outcome = if !pins.is_empty() {
-            Outcome::Published(Discovered { pins, cas, ttl })
+        let outcome = if !associations.is_empty() {
+            associations.sort();
+            Outcome::Published(Discovered { associations, cas, ttl })
         } else if let Some(reason) = transient {
             Outcome::Failed { reason }
         } else {
@@ -115,43 +138,84 @@ impl Discoverer {
         (outcome, report)
     }
 
-    async fn pin_record(
-        &self,
-        name: &str,
-        record: &TlsaRecord,
-        secure: bool,
-        now: i64,
-    ) -> Result<(Pin, Vec<X509>, String), Skip> {
-        let definitive = |reason: String| Skip { reason, transient: false };
+    async fn associate(&self, name: &str, record: &TlsaRecord, secure: bool, now: i64) -> Result<Found, Skip> {
         match classify(record) {
-            RecordUse::Unusable { reason } => return Err(definitive(reason)),
-            RecordUse::DaneEe if !secure => {
-                return Err(definitive("DANE-EE (usage 3) needs a DNSSEC-secure answer; this one is insecure".into()))
+            RecordUse::Unusable { reason } => Err(Skip::definitive(reason)),
+            RecordUse::DaneEe { .. } if !secure => {
+                Err(Skip::definitive("DANE-EE (usage 3) needs a DNSSEC-secure answer; this one is insecure".into()))
             }
-            RecordUse::DaneEe | RecordUse::PkixCd => {}
+            RecordUse::DaneEe { selector: Selector::Cert, matching: Matching::Full } => {
+                self.dane_ee_certificate(name, record, now).await
+            }
+            RecordUse::DaneEe { selector, matching } => {
+                if self.registry.required() {
+                    return Err(Skip::definitive(
+                        "the IoT Registry is required, and this record carries no certificate whose CN names \
+                         its registry entry"
+                            .into(),
+                    ));
+                }
+                let association = Association::from_data(Usage::DaneEe, selector, matching, &record.data, None)
+                    .map_err(Skip::definitive)?;
+                let summary = format!("{association} (DNSSEC)");
+                Ok(Found { association, ca_set: Vec::new(), summary })
+            }
+            RecordUse::PkixCd => self.pkix_cd(name, record, now).await,
         }
-        let leaf = X509::from_der(&record.data).map_err(|e| definitive(format!("certificate does not parse: {e}")))?;
-        // The chain is needed for both usages: PKIX-CD is authenticated by it, and DANE-EE
-        // certificates still reach us through a TLS handshake that needs their CAs.
+    }
+
+    /// `4 0 0`: the certificate, its CA chain by AKI over HTTPS, the SAN, the registry.
+    async fn pkix_cd(&self, name: &str, record: &TlsaRecord, now: i64) -> Result<Found, Skip> {
+        let leaf = certificate(record)?;
         let chain = chain::authenticate(&leaf, name, &self.fetcher, self.limits, now)
             .await
             .map_err(|e| Skip { transient: chain_error_is_transient(&e), reason: format!("chain: {e}") })?;
-        match self.registry.check(&self.resolver, &leaf).await {
-            RegistryVerdict::NotApplicable | RegistryVerdict::Listed => {}
-            RegistryVerdict::Refused(why) => return Err(definitive(format!("IoT Registry: {why}"))),
-            RegistryVerdict::Unknown(why) => {
-                return Err(Skip { reason: format!("IoT Registry: {why}"), transient: true })
-            }
-        }
-        let pin = Pin::new(&leaf, chain.issuer()).map_err(|e| definitive(format!("pin: {e}")))?;
-        let summary = format!(
-            "{} serial {} via {}",
-            pin.subject,
-            hex::encode(&pin.serial),
-            chain.cas().iter().map(|c| crate::pki::oneline(c.subject_name())).collect::<Vec<_>>().join(" <- ")
-        );
-        Ok((pin, chain.cas().to_vec(), summary))
+        self.check_registry(&leaf).await?;
+        let not_after = pki::unix_time(leaf.not_after()).map_err(|e| Skip::definitive(e.to_string()))?;
+        let association =
+            Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Full, &record.data, Some(not_after))
+                .map_err(Skip::definitive)?;
+        let summary = format!("{association}: {} via {}", pki::oneline(leaf.subject_name()), describe(chain.cas()));
+        Ok(Found { association, ca_set: chain.cas().to_vec(), summary })
     }
+
+    /// `3 0 0`: DNSSEC authenticated it; the sync still gives the handshake what it needs.
+    async fn dane_ee_certificate(&self, name: &str, record: &TlsaRecord, now: i64) -> Result<Found, Skip> {
+        let leaf = certificate(record)?;
+        self.check_registry(&leaf).await?;
+        let association = Association::from_data(Usage::DaneEe, Selector::Cert, Matching::Full, &record.data, None)
+            .map_err(Skip::definitive)?;
+        let subject = pki::oneline(leaf.subject_name());
+        if chain::is_self_signed_root(&leaf) {
+            let summary = format!("{association} (DNSSEC): {subject}, self-signed, its own anchor in the CA set");
+            return Ok(Found { association, ca_set: vec![leaf], summary });
+        }
+        // Not fatal: the association stands on DNSSEC. Without its CAs in the set, TLS
+        // refuses the device until some other record brings them.
+        let (ca_set, how) = match chain::build(&leaf, name, &self.fetcher, self.limits, now).await {
+            Ok(chain) => (chain.cas().to_vec(), format!("via {}", describe(chain.cas()))),
+            Err(e) => (Vec::new(), format!("no CA chain for its handshake ({e})")),
+        };
+        let summary = format!("{association} (DNSSEC): {subject} {how}");
+        Ok(Found { association, ca_set, summary })
+    }
+
+    async fn check_registry(&self, leaf: &X509) -> Result<(), Skip> {
+        match self.registry.check(&self.resolver, leaf).await {
+            RegistryVerdict::NotApplicable | RegistryVerdict::Listed => Ok(()),
+            RegistryVerdict::Refused(why) => Err(Skip::definitive(format!("IoT Registry: {why}"))),
+            RegistryVerdict::Unknown(why) => Err(Skip { reason: format!("IoT Registry: {why}"), transient: true }),
+        }
+    }
+}
+
+/// The certificate of a full-certificate record (classify checked its form).
+fn certificate(record: &TlsaRecord) -> Result<X509, Skip> {
+    X509::from_der(&record.data).map_err(|e| Skip::definitive(format!("certificate does not parse: {e}")))
+}
+
+fn describe(cas: &[X509]) -> String {
+    cas.iter().map(|c| pki::oneline(c.subject_name())).collect::<Vec<_>>().join(" <- ")
 }
 
 fn same_cert(a: &X509, b: &X509) -> bool {
@@ -169,6 +233,3 @@ fn chain_error_is_transient(e: &ChainError) -> bool {
         _ => false,
     }
 }
-
-/// The TTL used when a withdrawn name has no TTL of its own.
-pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);

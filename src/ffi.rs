@@ -8,7 +8,7 @@ use crate::check::{Decision, Request};
 use crate::config;
 use crate::instance::Instance;
 use crate::logging::{self, c_text};
-use crate::presented::PresentedCert;
+use crate::presented::{CaptureError, PresentedCert, RawCapture, Source};
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -19,8 +19,8 @@ pub mod boundary {
 }
 
 use boundary::{
-    rlm_rust_config, rlm_rust_host, rlm_rust_instance, rlm_rust_log_level, rlm_rust_request, rlm_rust_sink,
-    rlm_rust_str, rlm_rust_verdict,
+    rlm_rust_capture_source, rlm_rust_config, rlm_rust_host, rlm_rust_instance, rlm_rust_log_level, rlm_rust_request,
+    rlm_rust_sink, rlm_rust_str, rlm_rust_values, rlm_rust_verdict, RLM_RUST_MAX_SAN_DNS,
 };
 
 /// Runs `f`, turning a panic into `fallback` plus an error log. Nothing unwinds past here.
@@ -113,16 +113,40 @@ pub unsafe extern "C" fn rlm_rust_detach(inst: *mut rlm_rust_instance) {
 /// # Safety
 /// `s.ptr` points to `s.len` readable bytes (or is NULL) for the borrow's lifetime.
 unsafe fn borrow<'a>(s: &rlm_rust_str) -> Option<&'a str> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { bytes(s) }.and_then(|b| std::str::from_utf8(b).ok())
+}
+
+/// Borrows a length-delimited byte string; absent (NULL or empty) reads as None.
+///
+/// # Safety
+/// `s.ptr` points to `s.len` readable bytes (or is NULL) for the borrow's lifetime.
+unsafe fn bytes<'a>(s: &rlm_rust_str) -> Option<&'a [u8]> {
     if s.ptr.is_null() || s.len == 0 {
         return None;
     }
     // SAFETY: guaranteed by the caller (the shim points into radiusd's VALUE_PAIRs).
-    let bytes = unsafe { std::slice::from_raw_parts(s.ptr.cast::<u8>(), s.len) };
-    std::str::from_utf8(bytes).ok()
+    Some(unsafe { std::slice::from_raw_parts(s.ptr.cast::<u8>(), s.len) })
 }
 
-/// Most SANs the shim forwards (it stops at 32); bounds the stack array below.
-const MAX_SAN: usize = 32;
+/// Slots of one captured attribute list (the shim fills at most this many).
+const MAX_VALUES: usize = RLM_RUST_MAX_SAN_DNS as usize;
+
+/// One captured attribute's values, borrowed into `out` (an empty value reads as empty and
+/// fails the digest length check).
+///
+/// # Safety
+/// Every filled slot of `v` points into a live VALUE_PAIR for the borrow's lifetime.
+unsafe fn values<'a>(v: &rlm_rust_values, out: &'a mut [&'a [u8]; MAX_VALUES]) -> &'a [&'a [u8]] {
+    // The shim counts past the slots it fills; a longer list than any valid capture holds
+    // is passed on as all the slots, which no chain length matches.
+    let n = v.count.min(MAX_VALUES);
+    for (slot, s) in out.iter_mut().zip(&v.values[..n]) {
+        // SAFETY: guaranteed by the caller.
+        *slot = unsafe { bytes(s) }.unwrap_or(&[]);
+    }
+    &out[..n]
+}
 
 /// # Safety
 /// `inst` came from `rlm_rust_instantiate`; `request` and `sink` point to valid structs
@@ -140,39 +164,36 @@ pub unsafe extern "C" fn rlm_rust_check(
         else {
             return rlm_rust_verdict::RLM_RUST_FAIL;
         };
-        let mut sans = [""; MAX_SAN];
-        let mut n_san = 0;
-        if !r.client_san_dns.is_null() {
-            // SAFETY: the shim passes an array of client_san_dns_count entries.
-            let raw = unsafe { std::slice::from_raw_parts(r.client_san_dns, r.client_san_dns_count.min(MAX_SAN)) };
-            for s in raw {
-                // SAFETY: each entry points into a live VALUE_PAIR.
-                if let Some(v) = unsafe { borrow(s) } {
-                    sans[n_san] = v;
-                    n_san += 1;
-                }
+        let mut slots: [[&[u8]; MAX_VALUES]; 5] = [[&[]; MAX_VALUES]; 5];
+        let [s0, s1, s2, s3, s4] = &mut slots;
+        // SAFETY: the capture's values point into the request's VALUE_PAIRs (or it is NULL).
+        let cert = match unsafe { r.capture.as_ref() } {
+            None => Err(CaptureError::Absent),
+            Some(c) => {
+                // A C enum crosses as its integer: anything unknown counts as no capture.
+                let source = match c.source {
+                    rlm_rust_capture_source::RLM_RUST_CAPTURE_HANDSHAKE => Some(Source::Handshake),
+                    rlm_rust_capture_source::RLM_RUST_CAPTURE_RESUMED => Some(Source::Resumed),
+                    _ => None,
+                };
+                // SAFETY (all `values` calls): as above.
+                let raw = unsafe {
+                    RawCapture {
+                        source,
+                        cert_sha256: values(&c.cert_sha256, s0),
+                        cert_sha512: values(&c.cert_sha512, s1),
+                        spki_sha256: values(&c.spki_sha256, s2),
+                        spki_sha512: values(&c.spki_sha512, s3),
+                        san_dns: values(&c.san_dns, s4),
+                        chain_length: (c.chain_length >= 0).then_some(c.chain_length),
+                    }
+                };
+                PresentedCert::from_capture(&raw)
             }
-        }
-        // SAFETY (all `borrow` calls): the strings point into the request's VALUE_PAIRs.
+        };
+        // SAFETY (both `borrow` calls): the strings point into the request's VALUE_PAIRs.
         let req = unsafe {
-            Request {
-                user_name: borrow(&r.user_name),
-                called_station_id: borrow(&r.called_station_id),
-                cert: PresentedCert {
-                    serial: borrow(&r.client_serial),
-                    subject: borrow(&r.client_subject),
-                    issuer: borrow(&r.client_issuer),
-                    valid_since: borrow(&r.client_valid_since),
-                    expiration: borrow(&r.client_expiration),
-                    authority_key_id: borrow(&r.client_authority_key_id),
-                    san_dns: &sans[..n_san],
-                    ca_serial: borrow(&r.issuer_serial),
-                    ca_subject: borrow(&r.issuer_subject),
-                    ca_issuer: borrow(&r.issuer_issuer),
-                    ca_valid_since: borrow(&r.issuer_valid_since),
-                    ca_expiration: borrow(&r.issuer_expiration),
-                },
-            }
+            Request { user_name: borrow(&r.user_name), called_station_id: borrow(&r.called_station_id), cert }
         };
         inst.decide(&req, |outcome| apply(sink, &outcome.decision, &outcome.log_line))
     })

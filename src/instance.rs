@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{self, ssid_of, Decision, Request};
 use crate::config::Config;
+use crate::presented::Source;
 use crate::sync::SyncThread;
 use crate::watch::{SnapshotCell, Watcher};
 
@@ -79,6 +80,20 @@ impl Instance {
         if let Decision::Reject(reason) = decision {
             let _ = write!(line, " reason={reason}");
         }
+        // Which certificate decided: the first 8 bytes of its SHA-256 are enough to find
+        // it in DNS and in radiusd's debug log.
+        match &req.cert {
+            Ok(cert) => {
+                line.push_str(" cert=");
+                for b in &cert.leaf().cert_sha256[..8] {
+                    let _ = write!(line, "{b:02x}");
+                }
+                if cert.source == Source::Resumed {
+                    line.push_str(" resumed");
+                }
+            }
+            Err(_) => line.push_str(" cert=-"),
+        }
         let _ = write!(line, " ({micros} us)");
         line
     }
@@ -142,7 +157,7 @@ mod tests {
             o.log_line.clone()
         });
         assert!(line.starts_with(
-            "rlm_rust[t]: reject name=car54._device.cars.example ssid=SSID1 reason=no trust map loaded ("
+            "rlm_rust[t]: reject name=car54._device.cars.example ssid=SSID1 reason=no trust map loaded cert=- ("
         ));
         inst.stop();
     }

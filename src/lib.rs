@@ -1,10 +1,13 @@
 //! rlm_rust: admit EAP-TLS devices by the DNS name that publishes their certificate.
 //!
-//! Data flows one way: policy + published certificates -> [`trustmap::TrustMap`] snapshot
-//! -> [`check::check`] on every request. The request path only reads an immutable
-//! snapshot; everything that does I/O lives in [`watch`] (and, later, the DNS sync).
-//! [`ffi`] is the thin boundary radiusd calls through the C shim.
+//! Data flows one way: policy + DNS (TLSA, DNSSEC) + CA chains -> [`sync`] -> a
+//! [`trustmap::TrustMap`] snapshot of certificate associations -> [`check::check`] on
+//! every request, against the certificate the TLS hook captured ([`presented`]). The
+//! request path only reads an immutable snapshot; everything that does I/O lives in the
+//! sync thread (or [`watch`], for hand-made maps). [`ffi`] is the thin boundary radiusd
+//! calls through the C shim.
 
+pub mod association;
 pub mod cafetch;
 pub mod caset;
 pub mod chain;

@@ -1,276 +1,275 @@
-//! The client certificate as FreeRADIUS describes it in request attributes, and how it is
-//! compared with a [`Pin`].
+//! The certificate the client presented, as the TLS verification hook captured it.
 //!
-//! Comparison is by parsed value: serials and key ids as bytes (hex case, colons and a
-//! `keyid:` prefix do not matter), times as instants (UTCTime and GeneralizedTime agree),
-//! DNs as the exact `X509_NAME_oneline` text both sides produce with the same OpenSSL call.
-//! Nothing here allocates: this runs on every request.
+//! The C shim's hook records, once OpenSSL has verified the client's chain, the SHA-256 and
+//! SHA-512 of every certificate of that verified chain and of its SubjectPublicKeyInfo
+//! (the presented certificate first), and the presented certificate's SAN dNSNames. Those
+//! digests are what the check compares: the client signed the handshake with the key of
+//! the depth-0 certificate, so they name the certificate whose key it holds. Nothing that
+//! FreeRADIUS *prints* about a certificate is read here.
+//!
+//! [`PresentedCert::from_capture`] validates the raw attribute values (lengths, counts)
+//! without allocating: it runs on every request. [`CapturedChain`] computes the same
+//! digests from certificates, for the operator CLI, tests and benches.
 
-use crate::pki::{strip_leading_zeros, Pin};
+use std::fmt;
 
-/// The attributes of one request (borrowed from radiusd's request for the call's duration).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PresentedCert<'a> {
-    pub serial: Option<&'a str>,
-    pub subject: Option<&'a str>,
-    pub issuer: Option<&'a str>,
-    pub valid_since: Option<&'a str>,
-    pub expiration: Option<&'a str>,
-    pub authority_key_id: Option<&'a str>,
-    pub san_dns: &'a [&'a str],
-    pub ca_serial: Option<&'a str>,
-    pub ca_subject: Option<&'a str>,
-    pub ca_issuer: Option<&'a str>,
-    pub ca_valid_since: Option<&'a str>,
-    pub ca_expiration: Option<&'a str>,
+use openssl::hash::{hash, MessageDigest};
+use openssl::x509::{X509Ref, X509};
+
+use crate::pki;
+
+/// Most certificates of one verified chain (the hook records none of a longer one).
+pub const MAX_CHAIN: usize = crate::ffi::boundary::RLM_RUST_MAX_CHAIN as usize;
+/// Most SAN dNSNames of the presented certificate the hook records.
+pub const MAX_SAN_DNS: usize = crate::ffi::boundary::RLM_RUST_MAX_SAN_DNS as usize;
+
+/// The digests of one certificate of the verified chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertDigests<'a> {
+    pub cert_sha256: &'a [u8; 32],
+    pub cert_sha512: &'a [u8; 64],
+    pub spki_sha256: &'a [u8; 32],
+    pub spki_sha512: &'a [u8; 64],
 }
 
-/// Attributes the check cannot do without (AKI is optional: a certificate may lack it).
-pub const REQUIRED: [&str; 10] = [
-    "TLS-Client-Cert-Serial",
-    "TLS-Client-Cert-Subject",
-    "TLS-Client-Cert-Issuer",
-    "TLS-Client-Cert-Valid-Since",
-    "TLS-Client-Cert-Expiration",
-    "TLS-Cert-Serial",
-    "TLS-Cert-Subject",
-    "TLS-Cert-Issuer",
-    "TLS-Cert-Valid-Since",
-    "TLS-Cert-Expiration",
-];
+/// Where the capture came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// This conversation's full handshake.
+    #[default]
+    Handshake,
+    /// A TLS session resumed from FreeRADIUS' session cache: what the full handshake that
+    /// created the session captured.
+    Resumed,
+}
+
+/// The presented certificate and its verified chain, borrowed from the request.
+#[derive(Debug, Clone, Copy)]
+pub struct PresentedCert<'a> {
+    chain: [Option<CertDigests<'a>>; MAX_CHAIN],
+    len: usize,
+    san_dns: [&'a [u8]; MAX_SAN_DNS],
+    san_len: usize,
+    pub source: Source,
+}
+
+/// Why a capture cannot be used. A malformed capture is never "partly" trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureError {
+    /// No captured attribute at all: the hook did not run for this session.
+    Absent,
+    /// Present but inconsistent; the text says what.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureError::Absent => f.write_str("no certificate captured from the TLS handshake"),
+            CaptureError::Malformed(what) => write!(f, "captured certificate malformed ({what})"),
+        }
+    }
+}
+
+/// The raw values of the captured attributes, in list order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCapture<'a> {
+    pub source: Option<Source>,
+    pub cert_sha256: &'a [&'a [u8]],
+    pub cert_sha512: &'a [&'a [u8]],
+    pub spki_sha256: &'a [&'a [u8]],
+    pub spki_sha512: &'a [&'a [u8]],
+    pub san_dns: &'a [&'a [u8]],
+    pub chain_length: Option<i64>,
+}
 
 impl<'a> PresentedCert<'a> {
-    /// Builds the view from attributes looked up by their FreeRADIUS names (fixtures,
-    /// replayed logs, fuzz inputs); `san_dns` holds every `TLS-Client-Cert-Subject-Alt-Name-Dns`.
-    pub fn from_attributes(get: impl Fn(&str) -> Option<&'a str>, san_dns: &'a [&'a str]) -> Self {
-        PresentedCert {
-            serial: get("TLS-Client-Cert-Serial"),
-            subject: get("TLS-Client-Cert-Subject"),
-            issuer: get("TLS-Client-Cert-Issuer"),
-            valid_since: get("TLS-Client-Cert-Valid-Since"),
-            expiration: get("TLS-Client-Cert-Expiration"),
-            authority_key_id: get("TLS-Client-Cert-X509v3-Authority-Key-Identifier"),
-            san_dns,
-            ca_serial: get("TLS-Cert-Serial"),
-            ca_subject: get("TLS-Cert-Subject"),
-            ca_issuer: get("TLS-Cert-Issuer"),
-            ca_valid_since: get("TLS-Cert-Valid-Since"),
-            ca_expiration: get("TLS-Cert-Expiration"),
-        }
-    }
-
-    /// The first required attribute that is absent, by its FreeRADIUS name.
-    pub fn first_missing(&self) -> Option<&'static str> {
-        let present = [
-            self.serial,
-            self.subject,
-            self.issuer,
-            self.valid_since,
-            self.expiration,
-            self.ca_serial,
-            self.ca_subject,
-            self.ca_issuer,
-            self.ca_valid_since,
-            self.ca_expiration,
-        ];
-        present.iter().zip(REQUIRED).find(|(v, _)| v.is_none_or(str::is_empty)).map(|(_, name)| name)
-    }
-
-    /// True when every pinned field equals the presented one.
-    pub fn matches(&self, pin: &Pin) -> bool {
-        let aki_ok = match self.authority_key_id {
-            Some(text) => key_id_eq(text, &pin.authority_key_id),
-            None => pin.authority_key_id.is_empty(),
+    /// Validates a capture: every digest list as long as the recorded chain length, every
+    /// digest of its algorithm's size, at least the presented certificate.
+    pub fn from_capture(raw: &RawCapture<'a>) -> Result<PresentedCert<'a>, CaptureError> {
+        let Some(source) = raw.source else {
+            return Err(CaptureError::Absent);
         };
-        aki_ok
-            && opt_eq(self.subject, &pin.subject)
-            && opt_eq(self.issuer, &pin.issuer)
-            && self.serial.is_some_and(|s| hex_eq(s, &pin.serial))
-            && self.valid_since.and_then(parse_asn1_time) == Some(pin.not_before)
-            && self.expiration.and_then(parse_asn1_time) == Some(pin.not_after)
-            && opt_eq(self.ca_subject, &pin.ca.subject)
-            && opt_eq(self.ca_issuer, &pin.ca.issuer)
-            && self.ca_serial.is_some_and(|s| hex_eq(s, &pin.ca.serial))
-            && self.ca_valid_since.and_then(parse_asn1_time) == Some(pin.ca.not_before)
-            && self.ca_expiration.and_then(parse_asn1_time) == Some(pin.ca.not_after)
-    }
-}
-
-fn opt_eq(a: Option<&str>, b: &str) -> bool {
-    a == Some(b)
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Decodes hex digit pairs from `text` (skipping ':' separators) and compares them with
-/// `bytes`, ignoring leading zero bytes on both sides. Invalid hex never matches.
-pub fn hex_eq(text: &str, bytes: &[u8]) -> bool {
-    let digits = text.bytes().filter(|b| *b != b':');
-    let mut decoded = HexBytes { digits, bad: false };
-    // Skip leading zero bytes of the text.
-    let mut first = None;
-    for b in decoded.by_ref() {
-        if b != 0 {
-            first = Some(b);
-            break;
-        }
-    }
-    let mut want = strip_leading_zeros(bytes).iter().copied();
-    let equal = match first {
-        None => want.next().is_none(),
-        Some(b) => want.next() == Some(b) && decoded.by_ref().eq(want),
-    };
-    // When equal, `decoded` ran to its end; a bad digit there ended it early.
-    equal && !decoded.bad
-}
-
-struct HexBytes<I: Iterator<Item = u8>> {
-    digits: I,
-    bad: bool,
-}
-
-impl<I: Iterator<Item = u8>> Iterator for HexBytes<I> {
-    type Item = u8;
-    fn next(&mut self) -> Option<u8> {
-        let hi = self.digits.next()?;
-        let (Some(hi), Some(lo)) = (hex_val(hi), self.digits.next().and_then(hex_val)) else {
-            self.bad = true;
-            return None;
+        let len = match raw.chain_length {
+            None => return Err(CaptureError::Malformed("no chain length")),
+            Some(n) if n < 1 || n > MAX_CHAIN as i64 => {
+                return Err(CaptureError::Malformed("chain length out of range"))
+            }
+            Some(n) => n as usize,
         };
-        Some(hi << 4 | lo)
-    }
-}
-
-/// Compares FreeRADIUS' rendering of the Authority Key Identifier with pinned key id bytes.
-///
-/// OpenSSL 3 prints `85:38:...:30` (possibly followed by a newline); older versions print
-/// `keyid:85:38:...`, and an AKI carrying issuer+serial adds `DirName:`/`serial:` lines,
-/// which we ignore: only the key identifier is pinned.
-pub fn key_id_eq(text: &str, key_id: &[u8]) -> bool {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let hexpart = first.strip_prefix("keyid:").unwrap_or(first);
-    if key_id.is_empty() {
-        return hexpart.is_empty();
-    }
-    // Key ids are opaque bytes: compare exactly, leading zeros included.
-    let mut it = HexBytes { digits: hexpart.bytes().filter(|b| *b != b':'), bad: false };
-    it.by_ref().eq(key_id.iter().copied()) && !it.bad
-}
-
-/// Parses a DER time as FreeRADIUS copies it: UTCTime `YYMMDDHHMMSSZ` (years 1950-2049)
-/// or GeneralizedTime `YYYYMMDDHHMMSSZ`. Returns Unix seconds.
-pub fn parse_asn1_time(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    let (year, rest) = match b.len() {
-        13 => {
-            let yy = two(&b[0..2])?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &b[2..])
+        let lists = [raw.cert_sha256, raw.cert_sha512, raw.spki_sha256, raw.spki_sha512];
+        if lists.iter().any(|l| l.len() != len) {
+            return Err(CaptureError::Malformed("digest count differs from the chain length"));
         }
-        15 => (two(&b[0..2])? * 100 + two(&b[2..4])?, &b[4..]),
-        _ => return None,
-    };
-    if rest[10] != b'Z' {
-        return None;
+        if raw.san_dns.len() > MAX_SAN_DNS {
+            return Err(CaptureError::Malformed("too many SAN dNSNames"));
+        }
+        let mut chain = [None; MAX_CHAIN];
+        for (i, slot) in chain.iter_mut().take(len).enumerate() {
+            *slot = Some(CertDigests {
+                cert_sha256: digest(raw.cert_sha256[i])?,
+                cert_sha512: digest(raw.cert_sha512[i])?,
+                spki_sha256: digest(raw.spki_sha256[i])?,
+                spki_sha512: digest(raw.spki_sha512[i])?,
+            });
+        }
+        let mut san_dns: [&[u8]; MAX_SAN_DNS] = [&[]; MAX_SAN_DNS];
+        san_dns[..raw.san_dns.len()].copy_from_slice(raw.san_dns);
+        Ok(PresentedCert { chain, len, san_dns, san_len: raw.san_dns.len(), source })
     }
-    let (month, day) = (two(&rest[0..2])?, two(&rest[2..4])?);
-    let (hour, min, sec) = (two(&rest[4..6])?, two(&rest[6..8])?, two(&rest[8..10])?);
-    // As strict as OpenSSL, which made the pin: no leap second, no 31 February. Otherwise
-    // two texts would name one instant (`...235960Z` = next day's `...000000Z`).
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
-        return None;
+
+    /// The certificate the client presented (and proved the key of).
+    pub fn leaf(&self) -> &CertDigests<'a> {
+        // from_capture guarantees len >= 1 and slots 0..len filled.
+        self.chain[0].as_ref().unwrap_or_else(|| unreachable!("a capture always holds its leaf"))
     }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
+
+    /// The certificates above the leaf in the chain OpenSSL verified, issuer first, trust
+    /// anchor last.
+    pub fn issuers(&self) -> impl Iterator<Item = &CertDigests<'a>> {
+        self.chain[1..self.len].iter().flatten()
+    }
+
+    /// Certificates in the verified chain, the leaf included.
+    pub fn chain_len(&self) -> usize {
+        self.len
+    }
+
+    /// The presented certificate's SAN dNSNames, byte for byte.
+    pub fn san_dns(&self) -> &[&'a [u8]] {
+        &self.san_dns[..self.san_len]
+    }
 }
 
-fn two(d: &[u8]) -> Option<i64> {
-    match d {
-        [a @ b'0'..=b'9', b @ b'0'..=b'9'] => Some(i64::from(a - b'0') * 10 + i64::from(b - b'0')),
-        _ => None,
+fn digest<const N: usize>(value: &[u8]) -> Result<&[u8; N], CaptureError> {
+    value.try_into().map_err(|_| CaptureError::Malformed("a digest has the wrong length"))
+}
+
+/// The digests of one certificate, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedDigests {
+    pub cert_sha256: [u8; 32],
+    pub cert_sha512: [u8; 64],
+    pub spki_sha256: [u8; 32],
+    pub spki_sha512: [u8; 64],
+}
+
+impl OwnedDigests {
+    /// The digests the hook records for `cert`: of its DER, and of its SubjectPublicKeyInfo
+    /// DER exactly as the certificate encodes it.
+    pub fn of(cert: &X509Ref) -> Result<OwnedDigests, openssl::error::ErrorStack> {
+        let der = cert.to_der()?;
+        let spki = pki::spki_der(cert)?;
+        let copy = |d: openssl::hash::DigestBytes, out: &mut [u8]| out.copy_from_slice(&d);
+        let mut d =
+            OwnedDigests { cert_sha256: [0; 32], cert_sha512: [0; 64], spki_sha256: [0; 32], spki_sha512: [0; 64] };
+        copy(hash(MessageDigest::sha256(), &der)?, &mut d.cert_sha256);
+        copy(hash(MessageDigest::sha512(), &der)?, &mut d.cert_sha512);
+        copy(hash(MessageDigest::sha256(), &spki)?, &mut d.spki_sha256);
+        copy(hash(MessageDigest::sha512(), &spki)?, &mut d.spki_sha512);
+        Ok(d)
     }
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+/// What the hook would capture for a verified chain (leaf first): for the operator CLI's
+/// `explain`, tests and benches, which then borrow a [`PresentedCert`] from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedChain {
+    pub chain: Vec<OwnedDigests>,
+    pub san_dns: Vec<Vec<u8>>,
+    pub source: Source,
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+impl CapturedChain {
+    /// Digests of `verified` (leaf first, trust anchor last) and the leaf's dNSNames.
+    pub fn of(verified: &[X509]) -> Result<CapturedChain, openssl::error::ErrorStack> {
+        let chain = verified.iter().map(|c| OwnedDigests::of(c)).collect::<Result<Vec<_>, _>>()?;
+        let san_dns = verified.first().map(|leaf| pki::san_dns_names(leaf)).unwrap_or_default();
+        Ok(CapturedChain {
+            chain,
+            san_dns: san_dns.into_iter().map(String::into_bytes).collect(),
+            source: Source::Handshake,
+        })
+    }
+
+    /// Borrows the capture as the check sees it; calls `f` with it (the borrowed lists live
+    /// on this stack frame). Errors as the request path would.
+    pub fn with_presented<R>(&self, f: impl FnOnce(Result<PresentedCert<'_>, CaptureError>) -> R) -> R {
+        let c256: Vec<&[u8]> = self.chain.iter().map(|d| &d.cert_sha256[..]).collect();
+        let c512: Vec<&[u8]> = self.chain.iter().map(|d| &d.cert_sha512[..]).collect();
+        let s256: Vec<&[u8]> = self.chain.iter().map(|d| &d.spki_sha256[..]).collect();
+        let s512: Vec<&[u8]> = self.chain.iter().map(|d| &d.spki_sha512[..]).collect();
+        let sans: Vec<&[u8]> = self.san_dns.iter().map(Vec::as_slice).collect();
+        let raw = RawCapture {
+            source: Some(self.source),
+            cert_sha256: &c256,
+            cert_sha512: &c512,
+            spki_sha256: &s256,
+            spki_sha512: &s512,
+            san_dns: &sans,
+            chain_length: Some(self.chain.len() as i64),
+        };
+        f(PresentedCert::from_capture(&raw))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn hex_compares_bytes_not_text() {
-        assert!(hex_eq("2ddb5dbb", &[0x2d, 0xdb, 0x5d, 0xbb]));
-        assert!(hex_eq("2DDB5DBB", &[0x2d, 0xdb, 0x5d, 0xbb]));
-        assert!(hex_eq("00:2d:db", &[0x2d, 0xdb]));
-        assert!(hex_eq("2ddb", &[0, 0x2d, 0xdb]));
-        assert!(!hex_eq("2ddb5d", &[0x2d, 0xdb, 0x5d, 0xbb]));
-        assert!(!hex_eq("2ddb5dbb00", &[0x2d, 0xdb, 0x5d, 0xbb]));
-        assert!(!hex_eq("2ddb5dbx", &[0x2d, 0xdb, 0x5d, 0xbb]));
-        assert!(!hex_eq("2ddb5dbb0", &[0x2d, 0xdb, 0x5d, 0xbb]));
-        assert!(hex_eq("", &[]));
-        assert!(hex_eq("00", &[0]));
+    fn lists(n: usize) -> (Vec<[u8; 32]>, Vec<[u8; 64]>) {
+        ((0..n).map(|i| [i as u8; 32]).collect(), (0..n).map(|i| [i as u8; 64]).collect())
     }
 
     #[test]
-    fn key_id_accepts_both_openssl_renderings() {
-        let id = [0x85, 0x38, 0xd8, 0xc4];
-        assert!(key_id_eq("85:38:D8:C4", &id));
-        assert!(key_id_eq("85:38:D8:C4\n", &id));
-        assert!(key_id_eq("keyid:85:38:D8:C4\n", &id));
-        assert!(key_id_eq("keyid:85:38:D8:C4\nDirName:/CN=Root\nserial:01\n", &id));
-        assert!(!key_id_eq("85:38:D8:C5", &id));
-        assert!(!key_id_eq("00:85:38:D8:C4", &id));
-        assert!(!key_id_eq("", &id));
+    fn a_consistent_capture_is_read_in_chain_order() {
+        let (a, b) = lists(3);
+        let a: Vec<&[u8]> = a.iter().map(|x| &x[..]).collect();
+        let b: Vec<&[u8]> = b.iter().map(|x| &x[..]).collect();
+        let san: [&[u8]; 1] = [b"car54._device.cars.example"];
+        let raw = RawCapture {
+            source: Some(Source::Resumed),
+            cert_sha256: &a,
+            cert_sha512: &b,
+            spki_sha256: &a,
+            spki_sha512: &b,
+            san_dns: &san,
+            chain_length: Some(3),
+        };
+        let p = PresentedCert::from_capture(&raw).unwrap();
+        assert_eq!(p.leaf().cert_sha256, &[0; 32]);
+        assert_eq!(p.issuers().map(|d| d.cert_sha256[0]).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(p.chain_len(), 3);
+        assert_eq!(p.source, Source::Resumed);
+        assert_eq!(p.san_dns(), &san);
     }
 
     #[test]
-    fn asn1_times_parse_to_instants() {
-        assert_eq!(parse_asn1_time("700101000000Z"), Some(0));
-        assert_eq!(parse_asn1_time("261123082143Z"), Some(1_795_422_103));
-        assert_eq!(parse_asn1_time("20261123082143Z"), Some(1_795_422_103));
-        assert_eq!(parse_asn1_time("491231235959Z"), Some(2_524_607_999));
-        assert_eq!(parse_asn1_time("500101000000Z"), Some(-631_152_000));
-        assert_eq!(parse_asn1_time("261323082143Z"), None);
-        assert_eq!(parse_asn1_time("2611230821Z"), None);
-        assert_eq!(parse_asn1_time("261123082143+"), None);
-        assert_eq!(parse_asn1_time("26112308214xZ"), None);
-    }
-
-    #[test]
-    fn asn1_times_that_do_not_exist_are_refused() {
-        // Found by the presented fuzz target against OpenSSL (fuzz/regressions/presented/):
-        // a leap second or 31 February parsed to the instant of another text.
-        assert_eq!(parse_asn1_time("20261123020260Z"), None);
-        assert_eq!(parse_asn1_time("261123235960Z"), None);
-        assert_eq!(parse_asn1_time("260231000000Z"), None);
-        assert_eq!(parse_asn1_time("260229000000Z"), None);
-        assert_eq!(parse_asn1_time("260431000000Z"), None);
-        assert_eq!(parse_asn1_time("21000229000000Z"), None);
-        assert_eq!(parse_asn1_time("280229000000Z"), Some(1_835_395_200));
-        assert_eq!(parse_asn1_time("20000229000000Z"), Some(951_782_400));
-        assert_eq!(parse_asn1_time("261231235959Z"), Some(1_798_761_599));
+    fn absent_or_inconsistent_captures_are_refused() {
+        let (a, b) = lists(2);
+        let a: Vec<&[u8]> = a.iter().map(|x| &x[..]).collect();
+        let b: Vec<&[u8]> = b.iter().map(|x| &x[..]).collect();
+        let good = RawCapture {
+            source: Some(Source::Handshake),
+            cert_sha256: &a,
+            cert_sha512: &b,
+            spki_sha256: &a,
+            spki_sha512: &b,
+            san_dns: &[],
+            chain_length: Some(2),
+        };
+        assert!(PresentedCert::from_capture(&good).is_ok());
+        assert_eq!(PresentedCert::from_capture(&RawCapture::default()).unwrap_err(), CaptureError::Absent);
+        let err = |raw: RawCapture<'_>| match PresentedCert::from_capture(&raw) {
+            Err(CaptureError::Malformed(m)) => m,
+            other => panic!("expected malformed, got {other:?}"),
+        };
+        assert_eq!(err(RawCapture { chain_length: None, ..good }), "no chain length");
+        assert_eq!(err(RawCapture { chain_length: Some(0), ..good }), "chain length out of range");
+        assert_eq!(err(RawCapture { chain_length: Some(17), ..good }), "chain length out of range");
+        assert_eq!(err(RawCapture { chain_length: Some(3), ..good }), "digest count differs from the chain length");
+        assert_eq!(err(RawCapture { spki_sha512: &a[..1], ..good }), "digest count differs from the chain length");
+        // A SHA-512 where a SHA-256 belongs.
+        assert_eq!(err(RawCapture { cert_sha256: &b, ..good }), "a digest has the wrong length");
     }
 }

@@ -61,6 +61,11 @@ impl Registry {
         Registry { domain: domain.trim_end_matches('.').to_ascii_lowercase(), require, cache }
     }
 
+    /// Whether every certificate must be listed (`require_registry`).
+    pub fn required(&self) -> bool {
+        self.require
+    }
+
     /// True when `cn` is the registry domain or a name below it (label boundary, any case).
     pub fn covers(&self, cn: &str) -> bool {
         let cn = cn.trim_end_matches('.').to_ascii_lowercase();

@@ -3,11 +3,12 @@
 //! Pure state, no I/O, so every rule below is unit-tested without DNS:
 //! - a name is refreshed at min(TTL, max_interval), never sooner than min_interval, with
 //!   jitter so 10k names with one TTL do not all fire in the same second;
-//! - a withdrawn (no TLSA, nothing usable) or Bogus name loses its pins at once: that is
-//!   revocation at the speed of the TTL;
+//! - a withdrawn (no TLSA, nothing usable) or Bogus name loses its associations at once:
+//!   that is revocation at the speed of the TTL;
 //! - a failed lookup (timeout, SERVFAIL, HTTPS down) keeps the last good entry and backs
 //!   off, until the entry is older than max_stale: then it is dropped (fail closed);
-//! - a pin whose certificate has expired is dropped even while DNS is unreachable.
+//! - an association whose authenticated certificate has expired is dropped even while DNS
+//!   is unreachable.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use openssl::x509::X509;
 
-use crate::pki::Pin;
+use crate::association::Association;
 
 /// Timing rules, from the instance configuration.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +29,8 @@ pub struct Timing {
 /// A successful discovery of one name.
 #[derive(Debug, Clone)]
 pub struct Discovered {
-    pub pins: Vec<Pin>,
-    /// The CA certificates (no leaves) the pins' chains need in the CA set.
+    pub associations: Vec<Association>,
+    /// The certificates the handshake of these associations needs in the CA set.
     pub cas: Vec<X509>,
     pub ttl: Duration,
 }
@@ -56,7 +57,7 @@ pub enum Outcome {
 /// The last good state of a name.
 #[derive(Debug, Clone)]
 pub struct Good {
-    pub pins: Vec<Pin>,
+    pub associations: Vec<Association>,
     pub cas: Vec<X509>,
     /// When DNS last confirmed it (Unix seconds).
     pub verified_at: i64,
@@ -83,19 +84,19 @@ impl Schedule {
     }
 
     /// Makes the tracked names equal to `names`: new ones are due now, removed ones are
-    /// forgotten (with their pins). Returns true when a name with pins was removed.
+    /// forgotten (with their associations). Returns true when a published name was removed.
     pub fn set_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, now: Instant) -> bool {
         let wanted: std::collections::BTreeSet<&str> = names.into_iter().collect();
-        let mut dropped_pins = false;
+        let mut dropped_published = false;
         self.names.retain(|n, s| {
             let keep = wanted.contains(n.as_str());
-            dropped_pins |= !keep && s.good.is_some();
+            dropped_published |= !keep && s.good.is_some();
             keep
         });
         for n in wanted {
             self.names.entry(n.to_owned()).or_insert(NameState { good: None, due: now, failures: 0 });
         }
-        dropped_pins
+        dropped_published
     }
 
     /// Restores a name's last good state (from the persisted snapshot at start-up). The
@@ -116,17 +117,17 @@ impl Schedule {
         self.names.values().map(|s| s.due).min()
     }
 
-    /// Records a lookup result. Returns true when the name's pins changed.
+    /// Records a lookup result. Returns true when the name's associations changed.
     pub fn record(&mut self, name: &str, outcome: Outcome, now: Instant, wall: i64) -> bool {
         let timing = self.timing;
         let jitter = self.jitter(name);
         let Some(state) = self.names.get_mut(name) else { return false };
         match outcome {
             Outcome::Published(d) => {
-                let changed = state.good.as_ref().is_none_or(|g| g.pins != d.pins);
+                let changed = state.good.as_ref().is_none_or(|g| g.associations != d.associations);
                 state.due = now + refresh_after(d.ttl, timing, jitter);
                 state.failures = 0;
-                state.good = Some(Good { pins: d.pins, cas: d.cas, verified_at: wall });
+                state.good = Some(Good { associations: d.associations, cas: d.cas, verified_at: wall });
                 changed
             }
             Outcome::Withdrawn { ttl, .. } => {
@@ -147,26 +148,26 @@ impl Schedule {
         }
     }
 
-    /// Drops entries DNS has not confirmed for max_stale, and pins whose certificate
-    /// has expired. Returns the names that lost pins.
+    /// Drops entries DNS has not confirmed for max_stale, and associations whose
+    /// certificate has expired. Returns the names that lost associations.
     pub fn expire(&mut self, wall: i64) -> Vec<String> {
         let max_stale = i64::try_from(self.timing.max_stale.as_secs()).unwrap_or(i64::MAX);
         let mut lost = Vec::new();
         for (name, state) in &mut self.names {
             let Some(good) = &mut state.good else { continue };
-            let before = good.pins.len();
-            good.pins.retain(|p| p.not_after >= wall);
-            if good.pins.len() != before || wall.saturating_sub(good.verified_at) > max_stale {
+            let before = good.associations.len();
+            good.associations.retain(|a| a.not_after.is_none_or(|t| t >= wall));
+            if good.associations.len() != before || wall.saturating_sub(good.verified_at) > max_stale {
                 lost.push(name.clone());
             }
-            if good.pins.is_empty() || wall.saturating_sub(good.verified_at) > max_stale {
+            if good.associations.is_empty() || wall.saturating_sub(good.verified_at) > max_stale {
                 state.good = None;
             }
         }
         lost
     }
 
-    /// Every name with pins, in name order.
+    /// Every published name, in name order.
     pub fn published(&self) -> impl Iterator<Item = (&str, &Good)> {
         self.names.iter().filter_map(|(n, s)| s.good.as_ref().map(|g| (n.as_str(), g)))
     }
@@ -202,7 +203,7 @@ fn backoff(failures: u32, t: Timing) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::CaPin;
+    use crate::association::{Matching, Selector, Usage};
 
     fn timing() -> Timing {
         Timing {
@@ -212,21 +213,16 @@ mod tests {
         }
     }
 
-    fn pin(serial: u8, not_after: i64) -> Pin {
-        Pin {
-            serial: vec![serial],
-            subject: "/CN=a".into(),
-            issuer: "/CN=CA".into(),
-            authority_key_id: vec![],
-            not_before: 0,
-            not_after,
-            ca: CaPin { serial: vec![1], subject: "/CN=CA".into(), issuer: "/CN=CA".into(), not_before: 0, not_after },
-            sha256: vec![],
-        }
+    fn assoc(cert: u8, not_after: i64) -> Association {
+        Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Full, &[cert], Some(not_after)).unwrap()
     }
 
-    fn published(serial: u8, ttl: u64) -> Outcome {
-        Outcome::Published(Discovered { pins: vec![pin(serial, 10_000)], cas: vec![], ttl: Duration::from_secs(ttl) })
+    fn published(cert: u8, ttl: u64) -> Outcome {
+        Outcome::Published(Discovered {
+            associations: vec![assoc(cert, 10_000)],
+            cas: vec![],
+            ttl: Duration::from_secs(ttl),
+        })
     }
 
     #[test]
@@ -239,7 +235,7 @@ mod tests {
         assert!(!s.due(t0).contains(&"a.example".to_string()));
         let next = s.names["a.example"].due - t0;
         assert!(next >= Duration::from_secs(54) && next <= Duration::from_secs(60), "{next:?}");
-        // The same pins again are no change.
+        // The same associations again are no change.
         assert!(!s.record("a.example", published(1, 60), t0, 160));
         assert!(s.record("a.example", published(2, 60), t0, 220));
     }
@@ -300,7 +296,7 @@ mod tests {
         s.record(
             "a.example",
             Outcome::Published(Discovered {
-                pins: vec![pin(1, 500), pin(2, 900)],
+                associations: vec![assoc(1, 500), assoc(2, 900)],
                 cas: vec![],
                 ttl: Duration::from_secs(60),
             }),
@@ -308,19 +304,19 @@ mod tests {
             400,
         );
         assert_eq!(s.expire(501), vec!["a.example"]);
-        assert_eq!(s.published().next().unwrap().1.pins.len(), 1);
+        assert_eq!(s.published().next().unwrap().1.associations.len(), 1);
         s.expire(901);
         assert_eq!(s.published().count(), 0);
     }
 
     #[test]
-    fn names_leaving_the_policy_lose_their_pins() {
+    fn names_leaving_the_policy_lose_their_associations() {
         let t0 = Instant::now();
         let mut s = Schedule::new(timing());
         s.set_names(["a.example", "b.example"], t0);
         s.record("a.example", published(1, 60), t0, 0);
-        assert!(!s.set_names(["a.example"], t0), "b had no pins");
-        assert!(s.set_names(["c.example"], t0), "a had pins");
+        assert!(!s.set_names(["a.example"], t0), "b was not published");
+        assert!(s.set_names(["c.example"], t0), "a was");
         assert_eq!(s.due(t0), vec!["c.example"]);
         assert_eq!(s.published().count(), 0);
     }

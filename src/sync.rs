@@ -5,7 +5,7 @@
 //! instance's lifetime. Each round it discovers the names that are due (bounded
 //! concurrency), updates the [`Schedule`], and when anything changed publishes a new
 //! generation in this order: CA set on disk, trust map file, then the in-memory swap —
-//! so a pin is never live before the CAs its chain needs (ARCHITECTURE.md invariant 2).
+//! so an association is never live before the CAs its handshake needs.
 //! Requests never wait for any of this; they read whichever snapshot is current.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -54,6 +54,9 @@ pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, String> {
         // A failed fetch is remembered so one dead host costs one timeout per round, not
         // one per name; never longer than the retry back-off, or recovery would lag it.
         negative_ttl: cfg.min_interval.min(FetchConfig::default().negative_ttl),
+        // A fetched CA serves the names refreshed within min_interval; a CA the authority
+        // host withdraws stops authenticating its devices within that.
+        cache_ttl: cfg.min_interval.min(FetchConfig::default().cache_ttl),
         ..FetchConfig::default()
     };
     let fetcher = CaFetcher::new(fetch).map_err(|e| e.to_string())?;
@@ -110,7 +113,8 @@ impl Engine {
         for (name, entry) in map.entries() {
             let cas: Option<Vec<X509>> = entry.chain.iter().map(|id| cas_by_id.get(id.as_str()).cloned()).collect();
             let Some(cas) = cas else { continue };
-            self.schedule.restore(name, Good { pins: entry.pins.clone(), cas, verified_at: entry.verified_at });
+            self.schedule
+                .restore(name, Good { associations: entry.associations.clone(), cas, verified_at: entry.verified_at });
         }
         self.established = cas_by_id.values().filter_map(spki).collect();
     }
@@ -129,7 +133,7 @@ impl Engine {
         &self.policy
     }
 
-    /// Discovers `names` with bounded concurrency. Returns whether any pins changed,
+    /// Discovers `names` with bounded concurrency. Returns whether any association changed,
     /// and the reports in name order.
     pub async fn round(&mut self, names: Vec<String>) -> (bool, Vec<NameReport>) {
         let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
@@ -152,7 +156,7 @@ impl Engine {
             reports.push(report);
         }
         for name in self.schedule.expire(unix_now()) {
-            log::warn!("{}: {name}: pins dropped (expired, or unconfirmed by DNS for max_stale)", self.label);
+            log::warn!("{}: {name}: associations dropped (expired, or unconfirmed by DNS for max_stale)", self.label);
             changed = true;
         }
         reports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -161,7 +165,9 @@ impl Engine {
 
     fn log_outcome(&self, name: &str, outcome: &Outcome) {
         match outcome {
-            Outcome::Published(d) => log::debug!("{}: {name}: {} pin(s), TTL {:?}", self.label, d.pins.len(), d.ttl),
+            Outcome::Published(d) => {
+                log::debug!("{}: {name}: {} association(s), TTL {:?}", self.label, d.associations.len(), d.ttl)
+            }
             Outcome::Withdrawn { reason, .. } => log::info!("{}: {name}: withdrawn: {reason}", self.label),
             Outcome::Bogus { reason } => log::error!("{}: {name}: DNSSEC bogus, name dropped: {reason}", self.label),
             Outcome::Failed { reason } => {
@@ -218,7 +224,10 @@ impl Engine {
                 cas_pem.entry(info.id.clone()).or_insert_with(|| info.pem.clone());
                 chain.push(info.id.clone());
             }
-            names.insert(name.to_string(), NameEntry { pins: good.pins.clone(), chain, verified_at: good.verified_at });
+            names.insert(
+                name.to_string(),
+                NameEntry { associations: good.associations.clone(), chain, verified_at: good.verified_at },
+            );
         }
         let map = TrustMap::new(self.policy.clone(), names, self.generation + 1, unix_now()).with_cas(cas_pem);
         set.write_ca_path(&self.cfg.ca_path).map_err(|e| format!("CA set {}: {e}", self.cfg.ca_path.display()))?;
@@ -229,12 +238,12 @@ impl Engine {
         self.generation += 1;
         self.established = set.iter().filter_map(spki).collect();
         log::info!(
-            "{}: published generation {}: {} of {} names pinned, {} pins, {} CAs",
+            "{}: published generation {}: {} of {} names, {} certificate associations, {} CA set entries",
             self.label,
             map.generation,
             map.name_count(),
             self.schedule.len(),
-            map.pin_count(),
+            map.association_count(),
             set.len()
         );
         Ok(map)
@@ -254,7 +263,7 @@ impl Engine {
 }
 
 /// CAs (by DER) that must not enter the set: several different keys claim one subject
-/// DN or one key id (ARCHITECTURE.md invariant 3). If one of the claimants was already
+/// DN or one key id. If one of the claimants was already
 /// published it keeps its place and only the newcomers are contested; if none was, all
 /// are — first-come would let an attacker win by the order names happen to sort in.
 fn contested_cas<'a>(

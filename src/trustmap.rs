@@ -1,5 +1,5 @@
 //! The trust map: one immutable snapshot of "which names may join which SSID, and which
-//! certificates DNS publishes for each name".
+//! certificate associations DNS publishes for each name".
 //!
 //! Built off the request path (by the sync, the file watcher or the operator CLI), then
 //! shared read-only behind an `Arc`. Persisted as versioned JSON, always written to a
@@ -12,21 +12,23 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::association::Association;
 use crate::name;
-use crate::pki::Pin;
 use crate::policy::{Policy, ReplyAttr};
 
 /// Written in every snapshot; a file with another format string is not ours.
 pub const FORMAT: &str = "rlm_rust-trustmap";
 /// The snapshot layout version this build reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What is known about one name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NameEntry {
-    pub pins: Vec<Pin>,
-    /// Key ids (hex) of the CAs, in the snapshot's `cas`, that authenticate these pins.
-    /// Empty for hand-made maps, whose CAs the operator installs.
+    /// What DNS published for the name, after the sync authenticated it.
+    pub associations: Vec<Association>,
+    /// Key ids (hex) of the CAs, in the snapshot's `cas`, that the name's handshake needs
+    /// in the CA set. Empty for hand-made maps, whose CAs the operator installs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<String>,
     /// When DNS last confirmed the entry (Unix seconds); 0 for hand-made maps.
@@ -95,11 +97,11 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 impl TrustMap {
-    /// Builds a snapshot from a policy and the pins found for its names. Pins of names
-    /// the policy does not list are dropped: only allowed names are ever trusted.
+    /// Builds a snapshot from a policy and the associations found for its names. Entries
+    /// of names the policy does not list are dropped: only allowed names are ever trusted.
     pub fn new(policy: Policy, mut names: BTreeMap<String, NameEntry>, generation: u64, generated_at: i64) -> TrustMap {
         let allowed = policy.names().into_iter().map(str::to_owned).collect::<HashSet<_>>();
-        names.retain(|n, e| allowed.contains(n) && !e.pins.is_empty());
+        names.retain(|n, e| allowed.contains(n) && !e.associations.is_empty());
         let ssids = policy
             .ssids
             .iter()
@@ -124,8 +126,9 @@ impl TrustMap {
         self.ssids.get(ssid)
     }
 
-    pub fn pins(&self, name: &str) -> &[Pin] {
-        self.names.get(name).map(|e| e.pins.as_slice()).unwrap_or(&[])
+    /// The certificate associations published for `name` (empty: nothing usable).
+    pub fn associations(&self, name: &str) -> &[Association] {
+        self.names.get(name).map(|e| e.associations.as_slice()).unwrap_or(&[])
     }
 
     pub fn policy(&self) -> &Policy {
@@ -136,8 +139,8 @@ impl TrustMap {
         self.names.len()
     }
 
-    pub fn pin_count(&self) -> usize {
-        self.names.values().map(|e| e.pins.len()).sum()
+    pub fn association_count(&self) -> usize {
+        self.names.values().map(|e| e.associations.len()).sum()
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&String, &NameEntry)> {
@@ -160,6 +163,19 @@ impl TrustMap {
     /// Parses and validates a snapshot. `file` names the source in errors.
     pub fn from_json(text: &str, file: &str) -> Result<TrustMap, LoadError> {
         let err = |reason: String| LoadError { file: file.into(), reason };
+        // The version decides how the rest reads, so it is looked at first, on its own.
+        #[derive(Deserialize)]
+        struct Header {
+            format: Option<String>,
+            version: Option<u32>,
+        }
+        if let Ok(Header { format: Some(f), version: Some(v) }) = serde_json::from_str::<Header>(text) {
+            if f == FORMAT && v == 1 {
+                return Err(err("version 1 matched printable certificate fields, which this build no longer trusts; \
+                     the DNS sync rebuilds the map, and `rlm-rust map` writes a hand-made one"
+                    .into()));
+            }
+        }
         let doc: SnapshotFile =
             serde_json::from_str(text).map_err(|e| err(format!("line {} column {}: {e}", e.line(), e.column())))?;
         if doc.format != FORMAT {
@@ -175,10 +191,7 @@ impl TrustMap {
         }
         for (n, entry) in &doc.names {
             check_normalised(n).map_err(|e| err(format!("names: {n:?}: {e}")))?;
-            for (i, pin) in entry.pins.iter().enumerate() {
-                check_pin(pin).map_err(|e| err(format!("names: {n}: pins[{i}]: {e}")))?;
-            }
-            // Invariant 2 (ARCHITECTURE.md): a pin's chain is in the same snapshot.
+            // The CAs a name's handshake needs travel in the same snapshot.
             if let Some(k) = entry.chain.iter().find(|k| !doc.cas.contains_key(*k)) {
                 return Err(err(format!("names: {n}: chain CA {k} is not in cas")));
             }
@@ -207,25 +220,6 @@ fn check_normalised(n: &str) -> Result<(), String> {
     }
 }
 
-fn check_pin(pin: &Pin) -> Result<(), String> {
-    if pin.serial.is_empty() || pin.ca.serial.is_empty() {
-        return Err("empty serial".into());
-    }
-    if pin.subject.is_empty() && pin.issuer.is_empty() {
-        return Err("empty subject and issuer".into());
-    }
-    if pin.issuer != pin.ca.subject {
-        return Err(format!("issuer {:?} is not the CA subject {:?}", pin.issuer, pin.ca.subject));
-    }
-    if pin.not_after < pin.not_before {
-        return Err("not_after is before not_before".into());
-    }
-    if pin.serial.first() == Some(&0) || pin.ca.serial.first() == Some(&0) {
-        return Err("serial has a leading zero byte (pins store the magnitude)".into());
-    }
-    Ok(())
-}
-
 /// Atomic replace of `path` with `bytes` (temp name in the same directory + rename).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -246,26 +240,12 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::CaPin;
+    use crate::association::{Matching, Selector, Usage};
     use crate::policy::Role;
 
-    pub(crate) fn sample_pin() -> Pin {
-        Pin {
-            serial: vec![0x31, 0x51],
-            subject: "/CN=car54._device.cars.example".into(),
-            issuer: "/CN=Cars CA".into(),
-            authority_key_id: vec![0x85, 0x38],
-            not_before: 1_700_000_000,
-            not_after: 1_800_000_000,
-            ca: CaPin {
-                serial: vec![0x2d],
-                subject: "/CN=Cars CA".into(),
-                issuer: "/CN=Cars CA".into(),
-                not_before: 1_600_000_000,
-                not_after: 1_900_000_000,
-            },
-            sha256: vec![0xab; 32],
-        }
+    fn sample() -> Association {
+        Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Full, b"certificate", Some(1_800_000_000))
+            .unwrap()
     }
 
     fn sample_policy() -> Policy {
@@ -275,24 +255,22 @@ mod tests {
         p
     }
 
+    fn entry() -> NameEntry {
+        NameEntry { associations: vec![sample()], ..Default::default() }
+    }
+
     #[test]
     fn round_trips_through_json() {
         let mut names = BTreeMap::new();
-        names.insert(
-            "car54._device.cars.example".to_string(),
-            NameEntry { pins: vec![sample_pin()], ..Default::default() },
-        );
-        names.insert(
-            "stranger._device.x.example".to_string(),
-            NameEntry { pins: vec![sample_pin()], ..Default::default() },
-        );
+        names.insert("car54._device.cars.example".to_string(), entry());
+        names.insert("stranger._device.x.example".to_string(), entry());
         let map = TrustMap::new(sample_policy(), names, 7, 1_750_000_000);
         assert_eq!(map.name_count(), 1, "names outside the policy are dropped");
         let back = TrustMap::from_json(&map.to_json(), "t.json").unwrap();
         assert_eq!(back.generation, 7);
-        assert_eq!(back.pins("car54._device.cars.example"), &[sample_pin()]);
+        assert_eq!(back.associations("car54._device.cars.example"), &[sample()]);
         assert!(back.role("SSID1").unwrap().allows("car54._device.cars.example"));
-        assert!(back.pins("stranger._device.x.example").is_empty());
+        assert!(back.associations("stranger._device.x.example").is_empty());
     }
 
     #[test]
@@ -302,27 +280,36 @@ mod tests {
         assert!(e.to_string().starts_with("m.json: line 1 column"), "{e}");
         let e = TrustMap::from_json(&good.replace("rlm_rust-trustmap", "other"), "m.json").unwrap_err();
         assert!(e.reason.contains("format"), "{e}");
-        let e = TrustMap::from_json(&good.replace("\"version\": 1", "\"version\": 9"), "m.json").unwrap_err();
+        let e = TrustMap::from_json(&good.replace("\"version\": 2", "\"version\": 9"), "m.json").unwrap_err();
         assert!(e.reason.contains("version 9"), "{e}");
         let e = TrustMap::from_json(&good.replace("car54._device", "CAR54._device"), "m.json").unwrap_err();
         assert!(e.reason.contains("normal form"), "{e}");
     }
 
     #[test]
-    fn refuses_inconsistent_pins() {
-        let mut pin = sample_pin();
-        pin.issuer = "/CN=Someone Else".into();
+    fn a_version_1_file_is_refused_whole_with_what_to_do() {
+        // The v1 layout: printable-field entries under "pins". Never half-read.
+        let v1 = r#"{"format":"rlm_rust-trustmap","version":1,"generation":3,"generated_at":0,
+            "policy":{"name":"t","ssids":{}},"names":{"car54._device.cars.example":{"pins":[{"serial":"01"}]}}}"#;
+        let e = TrustMap::from_json(v1, "old.json").unwrap_err();
+        assert!(e.reason.starts_with("version 1 matched printable certificate fields"), "{e}");
+        assert!(e.reason.contains("rlm-rust map"), "{e}");
+    }
+
+    #[test]
+    fn refuses_malformed_associations() {
         let mut names = BTreeMap::new();
-        names.insert("car54._device.cars.example".to_string(), NameEntry { pins: vec![pin], ..Default::default() });
+        names.insert("car54._device.cars.example".to_string(), entry());
         let json = TrustMap::new(sample_policy(), names, 1, 0).to_json();
-        let e = TrustMap::from_json(&json, "m.json").unwrap_err();
-        assert!(e.reason.contains("pins[0]") && e.reason.contains("CA subject"), "{e}");
+        let bad = json.replace("\"usage\": 4", "\"usage\": 1");
+        let e = TrustMap::from_json(&bad, "m.json").unwrap_err();
+        assert!(e.reason.contains("usage 1 is not 2, 3 or 4"), "{e}");
     }
 
     #[test]
     fn refuses_a_chain_reference_outside_the_snapshot() {
         let mut names = BTreeMap::new();
-        let entry = NameEntry { pins: vec![sample_pin()], chain: vec!["8538".into()], verified_at: 5 };
+        let entry = NameEntry { associations: vec![sample()], chain: vec!["8538".into()], verified_at: 5 };
         names.insert("car54._device.cars.example".to_string(), entry);
         let map = TrustMap::new(sample_policy(), names.clone(), 1, 0);
         let e = TrustMap::from_json(&map.to_json(), "m.json").unwrap_err();

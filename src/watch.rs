@@ -56,12 +56,12 @@ fn reload_if_changed(label: &str, path: &Path, cell: &SnapshotCell, last: Option
     match TrustMap::load(path) {
         Ok(map) => {
             log::info!(
-                "{label}: loaded trust map {} (generation {}, {} SSIDs, {} names, {} pins)",
+                "{label}: loaded trust map {} (generation {}, {} SSIDs, {} names, {} certificate associations)",
                 path.display(),
                 map.generation,
                 map.policy().ssids.len(),
                 map.name_count(),
-                map.pin_count()
+                map.association_count()
             );
             cell.store(map);
         }

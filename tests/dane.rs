@@ -16,6 +16,7 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509Builder, X509NameBuilder};
+use rlm_rust::association::{Matching, Selector};
 use rlm_rust::dane::{classify, DnsConfig, RecordUse, TlsaAnswer, TlsaRecord, TlsaResolver};
 
 /// A self-signed RSA-2048 certificate for `name` (about 800 bytes of DER).
@@ -117,7 +118,7 @@ fn secure_answer_carries_full_certificates_over_tcp() {
     assert_eq!((pkix_rec.selector, pkix_rec.matching, &pkix_rec.data), (0, 0, &pkix));
     assert_eq!((dane_rec.selector, dane_rec.matching, &dane_rec.data), (0, 0, &dane));
     assert_eq!(classify(pkix_rec), RecordUse::PkixCd);
-    assert_eq!(classify(dane_rec), RecordUse::DaneEe);
+    assert_eq!(classify(dane_rec), RecordUse::DaneEe { selector: Selector::Cert, matching: Matching::Full });
     assert!(matches!(again, TlsaAnswer::Secure { .. }), "{again:?}");
     assert_eq!(records_of(&again).len(), 2);
 }
@@ -329,6 +330,7 @@ fn malformed_published_records_are_unusable() {
         short_hash = "ab".repeat(31),
         garbage = hex::encode(b"this is not a certificate"),
         truncated = hex::encode(&truncated),
+        // A certificate where a SubjectPublicKeyInfo belongs.
         spki = hex::encode(&cert),
         good = hex::encode(&cert),
     );
@@ -346,7 +348,7 @@ fn malformed_published_records_are_unusable() {
                 usable += 1;
             }
             RecordUse::Unusable { reason } => eprintln!("unusable: {reason}"),
-            RecordUse::DaneEe => panic!("{r:?} must not be a DANE-EE pin"),
+            RecordUse::DaneEe { .. } => panic!("{r:?} must not be a usable DANE-EE record"),
         }
     }
     assert_eq!(usable, 1, "only the well-formed 4 0 0 record is usable");

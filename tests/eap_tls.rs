@@ -89,12 +89,12 @@ fn assert_rejected(r: &EapolResult, log: &str, instance: &str, name: &str, ssid:
     assert!(!block.contains("EAP-Message = 0x03"), "EAP-Success in the Access-Reject:\n{block}");
 }
 
-/// A lab with the standard policy pinned for org A's car54 and org B's meter7.
+/// A lab with the standard policy mapped for org A's car54 and org B's meter7.
 fn standard_lab(opts: Options) -> (Lab, support::pki::Device, support::pki::Device) {
     let lab = Lab::new(opts);
     let car54 = lab.cars_device("car54", CAR54);
     let meter7 = lab.meters_device("meter7", METER7);
-    lab.pin(&standard_policy(), &[&car54.chain, &meter7.chain]);
+    lab.write_map(&standard_policy(), &[&car54.chain, &meter7.chain]);
     (lab, car54, meter7)
 }
 
@@ -168,7 +168,7 @@ fn cross_domain_certificate_for_the_same_name_is_rejected() {
     let forged = lab.meters_device("car54-by-meters", CAR54);
     let rd = lab.start();
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
-    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no association");
     // TLS itself accepted the chain: the refusal is the module's, via the virtual server.
     assert!(
         log.contains("Certificate rejected by the virtual server"),
@@ -219,21 +219,22 @@ fn called_station_id_without_ssid_is_rejected() {
     assert_rejected(&r, &log, "rust", CAR54, "-", "no SSID in Called-Station-Id");
 }
 
+/// A device of the same organisation, published for its own name, claims another one: the
+/// certificate it proves is not the one DNS publishes for the name it claims.
 #[test]
-fn certificate_whose_san_is_not_the_claimed_name_is_rejected() {
+fn a_device_claiming_another_published_name_is_rejected() {
     if skip() {
         return;
     }
     let mut lab = Lab::new(Options::default());
     let car54 = lab.cars_device("car54", CAR54);
-    // Same org, valid and pinned for its own name car77, but claims car54.
     let car77 = lab.cars_device("car77", CAR77);
     let policy = line_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, CAR77)]);
-    lab.pin(&policy, &[&car54.chain, &car77.chain]);
+    lab.write_map(&policy, &[&car54.chain, &car77.chain]);
     let rd = lab.start();
     let s = lab.supplicant(&car77, CARS_WIFI).identity(CAR54);
     let (r, log) = auth(&lab, &rd, &s);
-    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "SAN does not contain the name");
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no association of the name");
     // The same certificate under its own name is fine (line-format policy, no reply).
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&car77, CARS_WIFI));
     assert_accepted(&r, &log, "rust", CAR77, CARS_WIFI);
@@ -247,11 +248,11 @@ fn allowed_name_without_published_certificate_is_rejected() {
     let mut lab = Lab::new(Options::default());
     let car54 = lab.cars_device("car54", CAR54);
     let car55 = lab.cars_device("car55", CAR55);
-    // car55 is allowed by the policy, but only car54's certificate is pinned.
-    lab.pin(&line_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, CAR55)]), &[&car54.chain]);
+    // car55 is allowed by the policy, but only car54's certificate is in the map.
+    lab.write_map(&line_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, CAR55)]), &[&car54.chain]);
     let rd = lab.start();
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&car55, CARS_WIFI));
-    assert_rejected(&r, &log, "rust", CAR55, CARS_WIFI, "name has no published certificate");
+    assert_rejected(&r, &log, "rust", CAR55, CARS_WIFI, "name has no published certificate association");
 }
 
 #[test]
@@ -290,7 +291,7 @@ fn replaced_trust_map_is_followed_without_restart() {
         ],
     );
     let mark = rd.mark();
-    lab.pin(&grown, &[&car54.chain, &meter7.chain]);
+    lab.write_map(&grown, &[&car54.chain, &meter7.chain]);
     rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, DEPOT_WIFI));
     assert_accepted(&r, &log, "rust", CAR54, DEPOT_WIFI);
@@ -301,7 +302,7 @@ fn replaced_trust_map_is_followed_without_restart() {
     // its CA and its certificate is unchanged.
     let shrunk = line_policy(&[(METERS_WIFI, METER7)]);
     let mark = rd.mark();
-    lab.pin(&shrunk, &[&meter7.chain]);
+    lab.write_map(&shrunk, &[&meter7.chain]);
     rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
     assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "unknown SSID");
@@ -349,7 +350,7 @@ fn post_auth_only_reject_sends_eap_failure() {
     let forged = lab.meters_device("car54-by-meters", CAR54);
     let rd = lab.start();
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
-    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no association");
     assert!(
         !log.contains("Certificate rejected by the virtual server"),
         "the virtual server ran although it is disabled:\n{log}"
@@ -370,7 +371,7 @@ fn virtual_server_only_reject_sends_eap_failure() {
     let forged = lab.meters_device("car54-by-meters", CAR54);
     let rd = lab.start();
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
-    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no association");
     assert!(
         log.contains("Certificate rejected by the virtual server"),
         "expected the check-eap-tls-dane rejection:\n{log}"
@@ -396,7 +397,7 @@ fn post_auth_reject_without_fixup_leaks_eap_success_but_no_keys() {
     let rd = lab.start();
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
     assert!(!r.accepted && r.access_reject, "{}", r.tail());
-    assert!(log.contains(&reject_line("rust", CAR54, CARS_WIFI, "certificate matches no pin")), "{log}");
+    assert!(log.contains(&reject_line("rust", CAR54, CARS_WIFI, "certificate matches no association")), "{log}");
     let block = sent_block(&log, "Access-Reject").expect("reject block");
     assert!(!block.contains("MS-MPPE"), "session keys in the Access-Reject:\n{block}");
     // If this starts failing, FreeRADIUS fixed it itself: the option may become moot.
@@ -418,9 +419,9 @@ fn two_instances_use_separate_trust_maps() {
     });
     let car54 = lab.cars_device("car54", CAR54);
     let meter7 = lab.meters_device("meter7", METER7);
-    lab.pin(&line_policy(&[(CARS_WIFI, CAR54)]), &[&car54.chain]);
+    lab.write_map(&line_policy(&[(CARS_WIFI, CAR54)]), &[&car54.chain]);
     let guests_map = lab.localstatedir.join("lib/rlm_rust/guests.json");
-    lab.pin_to(
+    lab.write_map_to(
         &guests_map,
         &json_policy(
             "guests",
@@ -454,7 +455,7 @@ fn ca_file_setup_works_too() {
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
     assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
-    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+    assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no association");
 }
 
 /// `rlm-rust explain` agrees with the running module on the two headline cases.
@@ -465,16 +466,15 @@ fn explain_agrees_with_the_module() {
     let car54 = pki.device(&pki.cars_ca, "car54", CAR54);
     let forged = pki.device(&pki.meters_ca, "forged", CAR54);
     let map = dir.path().join("map/trustmap.json");
-    support::trustmap::pin(
-        &map,
-        &standard_policy(),
-        &[pki.cars_ca.pem.as_path(), pki.meters_ca.pem.as_path()],
-        &[car54.chain.as_path()],
-    );
-    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &car54.chain);
-    assert!(ok && out.contains("accept"), "{out}");
-    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, Path::new(&forged.chain));
-    assert!(!ok && out.contains("certificate matches no pin"), "{out}");
+    support::trustmap::map(&map, &standard_policy(), &[car54.chain.as_path()]);
+    let cas = [pki.cars_ca.pem.as_path(), pki.meters_ca.pem.as_path()];
+    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &cas, &car54.chain);
+    assert!(ok && out.contains("accept") && out.contains("matched association 3 0 0 sha256:"), "{out}");
+    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &cas, Path::new(&forged.chain));
+    assert!(!ok && out.contains("certificate matches no association"), "{out}");
+    // A chain TLS would not complete never reaches the check.
+    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &cas[..1], Path::new(&forged.chain));
+    assert!(!ok && out.contains("TLS would refuse the handshake"), "{out}");
 }
 
 #[test]
@@ -489,14 +489,14 @@ fn missing_trust_map_rejects_until_it_appears() {
     assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "no trust map loaded");
 
     let mark = rd.mark();
-    lab.pin(&standard_policy(), &[&car54.chain]);
+    lab.write_map(&standard_policy(), &[&car54.chain]);
     rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
     assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
 }
 
 /// The CA set: a CA added to `ca_path` while radiusd runs is used at the next handshake
-/// (research/freeradius.md); until then TLS itself refuses its devices with EAP-Failure.
+/// (ARCHITECTURE.md); until then TLS itself refuses its devices with EAP-Failure.
 #[test]
 fn ca_added_to_ca_path_is_used_without_restart() {
     if skip() {
@@ -532,11 +532,11 @@ fn ca_removed_from_ca_path_stays_trusted_so_the_map_revokes() {
     std::fs::remove_dir_all(&ca_path).expect("rm ca_path");
     support::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca]);
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
-    // If this fails, OpenSSL stopped caching ca_path lookups: update research/freeradius.md.
+    // If this fails, OpenSSL stopped caching ca_path lookups: update ARCHITECTURE.md.
     assert_accepted(&r, &log, "rust", METER7, METERS_WIFI);
 
     let mark = rd.mark();
-    lab.pin(&line_policy(&[(CARS_WIFI, CAR54)]), &[&car54.chain]);
+    lab.write_map(&line_policy(&[(CARS_WIFI, CAR54)]), &[&car54.chain]);
     rd.wait_for(mark, "loaded trust map", Duration::from_secs(10));
     let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
     assert_rejected(&r, &log, "rust", METER7, METERS_WIFI, "unknown SSID");
@@ -575,6 +575,6 @@ fn sighup_with_changed_config_keeps_serving() {
         let (r, log) = auth(&lab, &rd, &lab.supplicant(&car54, CARS_WIFI));
         assert_accepted(&r, &log, "rust", CAR54, CARS_WIFI);
         let (r, log) = auth(&lab, &rd, &lab.supplicant(&forged, CARS_WIFI));
-        assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no pin");
+        assert_rejected(&r, &log, "rust", CAR54, CARS_WIFI, "certificate matches no association");
     }
 }

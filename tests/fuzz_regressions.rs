@@ -1,4 +1,4 @@
-//! Replays the fuzz inputs without libFuzzer (issue 5 item 4): every committed seed in
+//! Replays the fuzz inputs without libFuzzer: every committed seed in
 //! `fuzz/corpus/<target>/` and every crashing input kept in `fuzz/regressions/<target>/`
 //! goes through the same invariant functions the cargo-fuzz targets run
 //! (`fuzz/src/rlm.rs`), so a bug a fuzzer found stays fixed where cargo-fuzz is not
@@ -82,28 +82,69 @@ fn config() {
     replay("config", rlm::config);
 }
 
-/// The fixture trust map the check target uses admits the captured devices and refuses
-/// the cross-domain certificate, so the check seeds reach both sides of the decision.
+/// Each check seed named `<outcome>.<what>` gets that decision on the fixture trust map,
+/// and the seeds reach the accept and every reject reason past the trust map: the
+/// committed corpus exercises both sides of every step.
 #[test]
-fn check_seeds_reach_accept_and_reject() {
-    use rlm_rust::check::{Decision, Reason};
-    let map = rlm::fixture_trust_map();
-    for (dir, attrs, _) in rlm::FIXTURES {
-        let attrs = rlm::parse_attributes(attrs);
-        let one = |a: &str| attrs.iter().rev().find(|(k, _)| k == a).map(|(_, v)| v.as_str());
-        let sans: Vec<&str> = attrs
-            .iter()
-            .filter(|(k, _)| k == "TLS-Client-Cert-Subject-Alt-Name-Dns")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        let cert = rlm_rust::presented::PresentedCert::from_attributes(one, &sans);
-        let req =
-            rlm_rust::check::Request { user_name: one("User-Name"), called_station_id: one("Called-Station-Id"), cert };
-        let d = rlm_rust::check::check(Some(map), &req);
-        if dir == "car54-meters" {
-            assert_eq!(d, Decision::Reject(Reason::NoPinMatch), "{dir}");
-        } else {
-            assert!(matches!(d, Decision::Accept { .. }), "{dir}: {d:?}");
+fn check_seeds_decide_as_named() {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in inputs("check").iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("corpus/check"))) {
+        let file = p.file_name().and_then(|f| f.to_str()).expect("file name");
+        let Some((label, _)) = file.split_once('.') else { continue };
+        let got = rlm::check_outcome(&std::fs::read(p).expect("read seed"));
+        assert_eq!(got, label, "{file}");
+        seen.insert(got);
+    }
+    for want in [
+        "Accept",
+        "InvalidName",
+        "NoSsid",
+        "UnknownSsid",
+        "NameNotAllowed",
+        "Capture",
+        "NotPublished",
+        "NoAssociationMatch",
+    ] {
+        assert!(seen.contains(want), "no check seed is decided {want}");
+    }
+}
+
+/// The presented seeds named `ok.<what>` are accepted captures, `refused.<what>` refused
+/// ones; both kinds are there.
+#[test]
+fn presented_seeds_decide_as_named() {
+    let (mut ok, mut refused) = (0, 0);
+    for p in inputs("presented").iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("corpus/presented"))) {
+        let file = p.file_name().and_then(|f| f.to_str()).expect("file name");
+        let accepted = rlm::presented_accepts(&std::fs::read(p).expect("read seed"));
+        match file.split_once('.').map(|(l, _)| l) {
+            Some("ok") => {
+                assert!(accepted, "{file} is refused");
+                ok += 1;
+            }
+            Some("refused") => {
+                assert!(!accepted, "{file} is accepted");
+                refused += 1;
+            }
+            _ => {}
         }
+    }
+    assert!(ok > 0 && refused > 0, "presented seeds: {ok} accepted, {refused} refused");
+}
+
+/// The fixture certificates are built deterministically (Ed25519), so the digests a check
+/// input can carry and the seeds that name certificates by index stay meaningful.
+#[test]
+fn check_fixture_is_deterministic() {
+    let fx = rlm::fixture();
+    assert_eq!(fx.known.len(), 10);
+    let again = rlm::fixture();
+    assert!(std::ptr::eq(fx, again));
+    // Two independent builds of the same certificate are byte-identical.
+    let der: Vec<Vec<u8>> = fx.known.iter().map(|k| k.cert.to_der().expect("DER")).collect();
+    let rebuilt = rlm::build_known();
+    assert_eq!(rebuilt.iter().map(|k| k.cert.to_der().expect("DER")).collect::<Vec<_>>(), der);
+    for (k, label) in fx.known.iter().zip(["cars-ca", "meters-ca", "car54"]) {
+        assert_eq!(k.label, label);
     }
 }

@@ -1,4 +1,4 @@
-//! IoT SAFE rig, end to end (issue 4 item 4): a device whose EAP-TLS key lives on a
+//! IoT SAFE rig, end to end: a device whose EAP-TLS key lives on a
 //! (simulated) IoT SAFE SIM is enrolled and admitted by its DNS name, then revoked.
 //!
 //! Real parts only: pcscd with the vpcd reader and the `iotsafe-sim` card, the `iotsafe`
@@ -15,7 +15,7 @@
 //! 6. the name goes into the policy, radiusd syncs and publishes it;
 //! 7. eapol_test with the key on the card -> Access-Accept, `accept name=...` logged;
 //! 8. the TLSA record is removed -> the name leaves the trust map, the same card gets
-//!    EAP-Failure with `name has no published certificate`.
+//!    EAP-Failure with `name has no published certificate association`.
 //!
 //! Needs root, pcscd, vsmartcard-vpcd, libengine-pkcs11-openssl (scripts/setup.sh) and the
 //! IoT SAFE workspace built (`cargo build --locked --manifest-path iotsafe/Cargo.toml -p
@@ -455,7 +455,7 @@ fn iot_safe_card_enrolled_by_csr_is_admitted_by_its_tlsa_record_and_revoked() {
     let revoked = removed.elapsed();
     let mark = rd.mark();
     st.lab.eapol(&supplicant).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=name has no published certificate", Duration::from_secs(5));
+    rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
 
     eprintln!(
         "iotsafe rig: lock wait {waited:.2?}, rig up at {rig_up:.2?}, enrolled at {enrolled:.2?}, \

@@ -1,5 +1,5 @@
 //! The trust sync's decisions against real DNS (knotd, DNSSEC) and a real HTTPS server,
-//! without radiusd: what gets pinned, what is refused and why. Adversarial cases: DANE-EE
+//! without radiusd: what gets published, what is refused and why. Adversarial cases: DANE-EE
 //! from an insecure zone, bogus signatures, a rogue CA copying another's subject and key
 //! id, malformed and unusable records, expired certificates, DNS and CA server outages.
 
@@ -157,8 +157,8 @@ fn report<'a>(reports: &'a [NameReport], name: &str) -> &'a NameReport {
     reports.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no report for {name}"))
 }
 
-fn pinned(map: &TrustMap, name: &str) -> bool {
-    !map.pins(name).is_empty()
+fn published(map: &TrustMap, name: &str) -> bool {
+    !map.associations(name).is_empty()
 }
 
 fn org(o: &str) -> Issued {
@@ -185,12 +185,12 @@ fn dane_ee_counts_only_from_a_secure_zone_pkix_cd_also_from_an_insecure_one() {
     e.set_policy(policy(&[ee_secure, ee_loose, cd_loose]));
     let (map, reports) = sync(&rt, &mut e);
 
-    assert!(pinned(&map, ee_secure), "{}", report(&reports, ee_secure));
-    assert!(!pinned(&map, ee_loose), "DANE-EE from an insecure zone must not count");
+    assert!(published(&map, ee_secure), "{}", report(&reports, ee_secure));
+    assert!(!published(&map, ee_loose), "DANE-EE from an insecure zone must not count");
     let r = report(&reports, ee_loose);
     assert_eq!(r.dns, "insecure");
     assert!(r.records[0].result.as_ref().unwrap_err().contains("needs a DNSSEC-secure answer"), "{r}");
-    assert!(pinned(&map, cd_loose), "PKIX-CD is authenticated by its chain: {}", report(&reports, cd_loose));
+    assert!(published(&map, cd_loose), "PKIX-CD is authenticated by its chain: {}", report(&reports, cd_loose));
 }
 
 #[test]
@@ -205,14 +205,14 @@ fn bogus_signatures_drop_the_name_and_only_that_name() {
     let mut e = w.engine("bogus", &[]);
     e.set_policy(policy(&[a, b]));
     let (map, _) = sync(&rt, &mut e);
-    assert!(pinned(&map, a) && pinned(&map, b));
+    assert!(published(&map, a) && published(&map, b));
 
     w.dns.break_signatures(CARS, "car1._device");
     wait_ttl();
     let (map, reports) = sync(&rt, &mut e);
     assert_eq!(report(&reports, a).dns, "bogus");
-    assert!(!pinned(&map, a), "a bogus answer revokes at once");
-    assert!(pinned(&map, b));
+    assert!(!published(&map, a), "a bogus answer revokes at once");
+    assert!(published(&map, b));
     assert!(!logs_matching("bogus", "DNSSEC bogus, name dropped").is_empty());
 }
 
@@ -227,7 +227,7 @@ fn rogue_ca_copying_an_established_ca_is_refused_and_logged_as_an_attack() {
     let mut e = w.engine("rogue", &[]);
     e.set_policy(policy(&[car]));
     let (map, _) = sync(&rt, &mut e);
-    assert!(pinned(&map, car));
+    assert!(published(&map, car));
 
     // Org B publishes a CA with org A's subject DN and key id but its own key, served by
     // its own authority host, and a device under it.
@@ -239,8 +239,8 @@ fn rogue_ca_copying_an_established_ca_is_refused_and_logged_as_an_attack() {
     w.publish(METERS, evil, 4, &device(&rogue, "Meters", evil));
     e.set_policy(policy(&[car, evil]));
     let (map, _) = sync(&rt, &mut e);
-    assert!(pinned(&map, car), "the established CA keeps its place");
-    assert!(!pinned(&map, evil), "the rogue CA's device is refused");
+    assert!(published(&map, car), "the established CA keeps its place");
+    assert!(!published(&map, evil), "the rogue CA's device is refused");
     assert!(!logs_matching("rogue", "probable attack").is_empty(), "refusal logged as an attack");
     let ca_files = std::fs::read_dir(w.path("ca")).unwrap().count();
     assert_eq!(ca_files, 1, "only the legitimate CA is in the CA set");
@@ -266,12 +266,12 @@ fn two_new_cas_claiming_one_identity_are_both_refused() {
     let (map, _) = sync(&rt, &mut e);
     // Neither was established: trusting whichever sorts first would let the attacker win
     // by choosing its name. Fail closed and say so.
-    assert!(!pinned(&map, a) && !pinned(&map, b));
+    assert!(!published(&map, a) && !published(&map, b));
     assert_eq!(logs_matching("contest", "probable attack").len(), 2);
 }
 
 #[test]
-fn malformed_unusable_and_expired_records_are_reported_and_pin_nothing() {
+fn malformed_unusable_and_expired_records_are_reported_and_publish_nothing() {
     let w = World::new();
     let cars = org("Cars");
     w.serve_ca(&cars);
@@ -288,7 +288,7 @@ fn malformed_unusable_and_expired_records_are_reported_and_pin_nothing() {
     let mut e = w.engine("malformed", &[]);
     e.set_policy(policy(&[name]));
     let (map, reports) = sync(&rt, &mut e);
-    assert!(!pinned(&map, name));
+    assert!(!published(&map, name));
     let r = report(&reports, name);
     assert_eq!(r.records.len(), 5, "{r}");
     let reasons: Vec<&str> = r.records.iter().map(|x| x.result.as_ref().unwrap_err().as_str()).collect();
@@ -298,7 +298,7 @@ fn malformed_unusable_and_expired_records_are_reported_and_pin_nothing() {
 }
 
 #[test]
-fn dns_outage_keeps_the_last_good_pins_until_max_stale() {
+fn dns_outage_keeps_the_last_good_entry_until_max_stale() {
     let mut w = World::new();
     let cars = org("Cars");
     w.serve_ca(&cars);
@@ -308,16 +308,16 @@ fn dns_outage_keeps_the_last_good_pins_until_max_stale() {
     let mut e = w.engine("stale", &[("max_stale", "6s")]);
     e.set_policy(policy(&[name]));
     let (map, _) = sync(&rt, &mut e);
-    assert!(pinned(&map, name));
+    assert!(published(&map, name));
 
     w.dns.stop();
     wait_ttl();
     let (map, reports) = sync(&rt, &mut e);
     assert_eq!(report(&reports, name).dns, "failed");
-    assert!(pinned(&map, name), "a failed lookup keeps the last good entry");
+    assert!(published(&map, name), "a failed lookup keeps the last good entry");
     std::thread::sleep(Duration::from_secs(5));
     let (map, _) = sync(&rt, &mut e);
-    assert!(!pinned(&map, name), "older than max_stale: dropped, fail closed");
+    assert!(!published(&map, name), "older than max_stale: dropped, fail closed");
     assert!(!logs_matching("stale", "unconfirmed by DNS for max_stale").is_empty());
 }
 
@@ -333,7 +333,7 @@ fn unreachable_ca_server_is_a_transient_failure_not_a_revocation() {
     let mut e = w.engine("ca-down", &[]);
     e.set_policy(policy(&[name]));
     let (map, reports) = sync(&rt, &mut e);
-    assert!(!pinned(&map, name));
+    assert!(!published(&map, name));
     assert!(report(&reports, name).records[0].result.as_ref().unwrap_err().contains("not found"));
     assert!(!logs_matching("ca-down", "withdrawn").is_empty(), "a missing CA is definitive");
 
@@ -344,12 +344,12 @@ fn unreachable_ca_server_is_a_transient_failure_not_a_revocation() {
     let mut e = w.engine("ca-stall", &[]);
     e.set_policy(policy(&[name]));
     let (map, _) = sync(&rt, &mut e);
-    assert!(!pinned(&map, name));
+    assert!(!published(&map, name));
     assert!(!logs_matching("ca-stall", "lookup failed, keeping last good").is_empty(), "a timeout is transient");
 }
 
 #[test]
-fn persisted_snapshot_restores_pins_and_ca_chains() {
+fn persisted_snapshot_restores_associations_and_ca_chains() {
     let w = World::new();
     let cars = org("Cars");
     w.serve_ca(&cars);
@@ -360,13 +360,37 @@ fn persisted_snapshot_restores_pins_and_ca_chains() {
     e.set_policy(policy(&[name]));
     let (map, _) = sync(&rt, &mut e);
     let saved = TrustMap::load(Path::new(&w.path("map.json"))).unwrap();
-    assert_eq!(saved.pins(name), map.pins(name));
+    assert_eq!(saved.associations(name), map.associations(name));
     assert_eq!(saved.cas().len(), 1, "the chain's CA travels with the snapshot");
 
     // A new engine (radiusd restart) with DNS gone still publishes the restored entry.
     let mut e2 = w.engine("persist2", &[("dns_servers", "127.0.0.1:9")]);
     e2.restore(&saved);
     let (map2, _) = sync(&rt, &mut e2);
-    assert!(pinned(&map2, name));
+    assert!(published(&map2, name));
     assert_eq!(map2.generation, saved.generation + 1);
+}
+
+/// The authority host replaces a CA under the same key id (here: the identity reused for a
+/// new key). The CA cached from the first round must not decide the second: the sync asks
+/// the host again when a cached CA does not verify a child, and publishes the new device.
+#[test]
+fn a_ca_replaced_under_its_key_id_is_fetched_again_not_served_from_the_cache() {
+    let w = World::new();
+    let old = org("Cars");
+    w.serve_ca(&old);
+    let (a, b) = ("car1._device.cars.example", "car2._device.cars.example");
+    w.publish(CARS, a, 4, &device(&old, "Cars", a));
+    let rt = runtime();
+    let mut e = w.engine("replaced", &[("min_interval", "1h"), ("max_interval", "2h")]);
+    e.set_policy(policy(&[a]));
+    let (map, _) = sync(&rt, &mut e);
+    assert!(published(&map, a));
+
+    let new = capki::issue(&Spec { ski: Some(old.ski()), subject: cars_subject(), ..Spec::ca("x", "x") }, None);
+    w.serve_ca(&new);
+    w.publish(CARS, b, 4, &device(&new, "Cars", b));
+    e.set_policy(policy(&[b]));
+    let (map, reports) = sync(&rt, &mut e);
+    assert!(published(&map, b), "{}", report(&reports, b));
 }

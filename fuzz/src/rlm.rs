@@ -2,26 +2,72 @@
 //!
 //! Each function panics when an invariant fails; a panic is what libFuzzer reports as a
 //! crash and what `tests/fuzz_regressions.rs` turns into a failed test. References used
-//! for differential checks are independent of the code under test: OpenSSL's
-//! `ASN1_TIME_set_string_X509` for times, the `hex` crate for hex text.
+//! for differential checks are written here, independently of the code under test: the
+//! capture rules of the TLS hook's contract, the request check's steps, certificate
+//! associations compared byte for byte with the captured digests, the TLSA rules, and
+//! OpenSSL (DER certificates and keys, SHA-2) for what a record holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use openssl::asn1::Asn1Time;
-use openssl::x509::X509;
+use openssl::bn::BigNum;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Private};
+use openssl::sha::{sha256, sha512};
+use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+use openssl::x509::{X509Builder, X509NameBuilder, X509};
+use rlm_rust::association::{Association, Digest, Matching, Selector, Usage};
 use rlm_rust::cafetch::{certificate_from_body, dashed_hex, FetchError};
 use rlm_rust::check::{check as check_request, ssid_of, Decision, Reason, Request};
 use rlm_rust::config::{debian_vars, from_pairs, parse_duration, parse_section};
 use rlm_rust::dane::{classify, registry_sha256, RecordUse, TlsaRecord};
 use rlm_rust::name::{self, normalize, normalize_into, MAX_NAME_LEN};
-use rlm_rust::pki::{dns_eq, strip_leading_zeros, Pin};
+use rlm_rust::pki::dns_eq;
 use rlm_rust::policy::{parse_json, parse_lines, Policy, ReplyAttr, Role};
-use rlm_rust::presented::{hex_eq, key_id_eq, parse_asn1_time, PresentedCert};
+use rlm_rust::presented::{
+    CaptureError, CapturedChain, CertDigests, OwnedDigests, PresentedCert, RawCapture, Source, MAX_CHAIN, MAX_SAN_DNS,
+};
 use rlm_rust::trustmap::{NameEntry, TrustMap};
 
 fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()
+}
+
+/// Reads a fuzz input front to back. Past the end it yields zero bytes and short slices,
+/// so every input decodes to something.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    /// Up to `n` bytes (fewer at the end of the input).
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        head
+    }
+
+    /// Exactly `n` bytes, zero-padded at the end of the input.
+    fn padded(&mut self, n: usize) -> Vec<u8> {
+        let mut v = self.take(n).to_vec();
+        v.resize(n, 0);
+        v
+    }
+
+    /// A length byte and that many bytes.
+    fn chunk(&mut self) -> &'a [u8] {
+        let n = self.byte();
+        self.take(n.into())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -95,8 +141,10 @@ pub fn policy_json(data: &[u8]) {
 // ---------------------------------------------------------------------------------------
 // Trust map snapshot
 
-/// A snapshot that loads re-serialises and loads to the same pins, policy and CAs, and its
-/// own pins match attribute strings rendered from them the way FreeRADIUS renders them.
+/// A snapshot that loads re-serialises to a fixed point and loads to the same generation,
+/// policy, CAs, names and associations; every kept entry has associations, its name is
+/// normalised and allowed by the policy, its chain CAs travel in the snapshot; and every
+/// association is well formed and matches exactly where its usage points.
 pub fn trustmap(data: &[u8]) {
     let Ok(map) = TrustMap::from_json(&text(data), "fuzz.json") else {
         return;
@@ -108,384 +156,648 @@ pub fn trustmap(data: &[u8]) {
     assert_eq!(back.policy(), map.policy());
     assert_eq!(back.cas(), map.cas());
     assert_eq!(back.name_count(), map.name_count());
-    assert_eq!(back.pin_count(), map.pin_count());
+    assert_eq!(back.association_count(), map.association_count());
+    let entries: BTreeMap<&String, &NameEntry> = map.entries().collect();
+    let back_entries: BTreeMap<&String, &NameEntry> = back.entries().collect();
+    assert_eq!(back_entries, entries, "entries changed in the round trip");
+    assert_eq!(entries.len(), map.name_count());
+    assert_eq!(entries.values().map(|e| e.associations.len()).sum::<usize>(), map.association_count());
+
     let allowed = map.policy().names();
-    for (n, entry) in map.entries() {
-        assert!(!entry.pins.is_empty(), "{n}: entry without pins kept");
-        assert!(allowed.contains(n.as_str()), "{n}: pins kept for a name no SSID allows");
-        assert_eq!(back.pins(n), entry.pins.as_slice(), "{n}: pins changed in the round trip");
-        for pin in &entry.pins {
-            assert_rendered_pin_matches(pin);
+    for (n, entry) in &entries {
+        assert!(!entry.associations.is_empty(), "{n}: entry without associations kept");
+        assert!(allowed.contains(n.as_str()), "{n}: associations kept for a name no SSID allows");
+        assert_eq!(normalize(n).as_deref(), Ok(n.as_str()), "{n}: kept name is not normalised");
+        assert_eq!(map.associations(n), entry.associations.as_slice(), "{n}: associations() differs from the entry");
+        for k in &entry.chain {
+            assert!(map.cas().contains_key(k), "{n}: chain CA {k} is not in the snapshot");
+        }
+        for a in &entry.associations {
+            assert_association_well_formed(a);
+        }
+    }
+    for n in allowed {
+        if !entries.contains_key(&n.to_owned()) {
+            assert!(map.associations(n).is_empty(), "{n}: associations without an entry");
         }
     }
 }
 
-/// Renders `pin` as FreeRADIUS would print the certificate (hex serials, colon AKI, raw
-/// ASN.1 times) and requires `PresentedCert::matches`; skips times ASN.1 cannot carry.
-fn assert_rendered_pin_matches(pin: &Pin) {
-    let (Some(nb), Some(na), Some(cnb), Some(cna)) = (
-        asn1_text(pin.not_before),
-        asn1_text(pin.not_after),
-        asn1_text(pin.ca.not_before),
-        asn1_text(pin.ca.not_after),
-    ) else {
-        return;
-    };
-    let aki = (!pin.authority_key_id.is_empty()).then(|| colon_hex(&pin.authority_key_id));
-    let (serial, ca_serial) = (hex::encode(&pin.serial), hex::encode_upper(&pin.ca.serial));
-    let cert = PresentedCert {
-        serial: Some(&serial),
-        subject: Some(&pin.subject),
-        issuer: Some(&pin.issuer),
-        valid_since: Some(&nb),
-        expiration: Some(&na),
-        authority_key_id: aki.as_deref(),
-        san_dns: &[],
-        ca_serial: Some(&ca_serial),
-        ca_subject: Some(&pin.ca.subject),
-        ca_issuer: Some(&pin.ca.issuer),
-        ca_valid_since: Some(&cnb),
-        ca_expiration: Some(&cna),
-    };
-    assert!(cert.matches(pin), "a pin does not match its own rendering {cert:?}");
-    assert!(reference_matches(&cert, pin), "reference disagrees on the rendering of a pin");
-}
-
-fn colon_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(":")
-}
-
-/// Unix seconds -> UTCTime (1950..=2049) or GeneralizedTime (0000..=9999), like OpenSSL
-/// writes a certificate's validity. Civil-from-days is computed here independently of
-/// the parser's days-from-civil.
-fn asn1_text(t: i64) -> Option<String> {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
-    match y {
-        1950..=2049 => Some(format!("{:02}{m:02}{d:02}{hh:02}{mm:02}{ss:02}Z", y % 100)),
-        0..=9999 => Some(format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}Z")),
-        _ => None,
+/// The association's matching type goes with its digest, its JSON form round-trips on its
+/// own, its text names the record form, and it matches a two-certificate capture holding
+/// its digest exactly when that position is the one its usage compares with (the leaf for
+/// DANE-EE and PKIX-CD, an issuer for DANE-TA).
+fn assert_association_well_formed(a: &Association) {
+    match (a.matching, &a.digest) {
+        (Matching::Full | Matching::Sha256, Digest::Sha256(_)) | (Matching::Sha512, Digest::Sha512(_)) => {}
+        (m, d) => panic!("matching type {m:?} loaded with digest {d}"),
     }
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01, by walking
-/// 400-year cycles, years and months (slow, obvious, and not the code under test).
-fn civil_from_days(mut days: i64) -> (i64, i64, i64) {
-    let mut year = 1970 + 400 * days.div_euclid(146_097);
-    days = days.rem_euclid(146_097);
-    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    loop {
-        let len = if leap(year) { 366 } else { 365 };
-        if days < len {
-            break;
-        }
-        days -= len;
-        year += 1;
+    let json = serde_json::to_string(a).expect("an association serialises");
+    let again: Association = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json} does not load back: {e}"));
+    assert_eq!(&again, a, "association JSON round trip");
+    let form = format!("{} {} {} ", a.usage.code(), a.selector.code(), a.matching.code());
+    assert!(a.to_string().starts_with(&form), "{a} does not start with {form:?}");
+    for pos in [0, 1] {
+        let capture = Capture::holding(a, pos);
+        let want = if a.usage == Usage::DaneTa { pos >= 1 } else { pos == 0 };
+        capture.with_presented(|p| {
+            let p = p.expect("a consistent capture");
+            assert_eq!(a.matches(&p, HOLDER), want, "{a} with its digest at chain position {pos}");
+            assert!(
+                !a.matches(&p, "other._device.cars.example") || a.usage != Usage::DaneTa,
+                "{a}: a TA for another name"
+            );
+        });
     }
-    let months = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let mut month = 1;
-    for len in months {
-        if days < len {
-            break;
-        }
-        days -= len;
-        month += 1;
-    }
-    (year, month, days + 1)
 }
 
 // ---------------------------------------------------------------------------------------
-// References for the attribute parsers
+// Captured certificates (the TLS hook's attributes)
 
-/// OpenSSL's reading of an RFC 5280 time string, as Unix seconds.
-pub fn reference_asn1_time(text: &str) -> Option<i64> {
-    // openssl 0.10's from_str_x509 unwraps CString::new: it panics on an interior NUL
-    // (fuzz/regressions/presented/). No valid time has one.
-    if text.contains('\0') {
-        return None;
+/// The four digest lists of a capture, in [`Capture::lists`] order, and the size each of
+/// their values must have.
+const LISTS: [(&str, usize); 4] = [("cert_sha256", 32), ("cert_sha512", 64), ("spki_sha256", 32), ("spki_sha512", 64)];
+
+/// A capture as the hook's attributes carry it, owned; consistent or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    pub source: Option<Source>,
+    pub chain_length: Option<i64>,
+    /// The values of cert_sha256, cert_sha512, spki_sha256 and spki_sha512, in list order
+    /// (position 0: the presented certificate).
+    pub lists: [Vec<Vec<u8>>; 4],
+    pub san_dns: Vec<Vec<u8>>,
+}
+
+impl Capture {
+    /// Decodes a capture:
+    ///
+    /// - a flags byte: bits 0-1 the source (0 none, 1 handshake, 2 resumed, 3 handshake);
+    ///   bit 2 no chain length; bit 3 the chain length is 8 bytes (little-endian i64), else
+    ///   one signed byte; bit 4 digests have their algorithm's size (no length byte);
+    /// - the chain length (unless bit 2);
+    /// - five counts, one byte each: the four digest lists (modulo `MAX_CHAIN + 3`) and the
+    ///   SAN dNSNames (modulo `MAX_SAN_DNS + 3`);
+    /// - the values, list after list: each a length byte and that many bytes (digests under
+    ///   bit 4: exactly 32 or 64 bytes, zero-padded at the end of the input).
+    fn decode(input: &mut Input<'_>) -> Capture {
+        let flags = input.byte();
+        let source = match flags & 3 {
+            0 => None,
+            2 => Some(Source::Resumed),
+            _ => Some(Source::Handshake),
+        };
+        let chain_length = if flags & 4 != 0 {
+            None
+        } else if flags & 8 != 0 {
+            Some(i64::from_le_bytes(input.padded(8).try_into().expect("8 bytes")))
+        } else {
+            Some(i64::from(input.byte() as i8))
+        };
+        let counts: [usize; 4] = std::array::from_fn(|_| usize::from(input.byte()) % (MAX_CHAIN + 3));
+        let san_count = usize::from(input.byte()) % (MAX_SAN_DNS + 3);
+        let fixed = flags & 0x10 != 0;
+        let lists = std::array::from_fn(|i| {
+            (0..counts[i]).map(|_| if fixed { input.padded(LISTS[i].1) } else { input.chunk().to_vec() }).collect()
+        });
+        let san_dns = (0..san_count).map(|_| input.chunk().to_vec()).collect();
+        Capture { source, chain_length, lists, san_dns }
     }
-    let t = Asn1Time::from_str_x509(text).ok()?;
-    let diff = Asn1Time::from_unix(0).ok()?.diff(&t).ok()?;
-    Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
-}
 
-/// Strict hex (optional ':' separators) with the `hex` crate.
-fn reference_hex(text: &str) -> Option<Vec<u8>> {
-    hex::decode(text.replace(':', "")).ok()
-}
-
-/// The key id FreeRADIUS' AKI text carries: first non-blank line, `keyid:` dropped.
-fn reference_key_id(text: &str) -> Option<Vec<u8>> {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    reference_hex(first.strip_prefix("keyid:").unwrap_or(first))
-}
-
-/// `PresentedCert::matches` written out with the references.
-fn reference_matches(c: &PresentedCert<'_>, pin: &Pin) -> bool {
-    let serial_eq = |text: Option<&str>, want: &[u8]| {
-        text.and_then(reference_hex).is_some_and(|v| strip_leading_zeros(&v) == strip_leading_zeros(want))
-    };
-    let time_eq = |text: Option<&str>, want: i64| text.and_then(reference_asn1_time) == Some(want);
-    let aki_ok = match c.authority_key_id {
-        None => pin.authority_key_id.is_empty(),
-        Some(t) if pin.authority_key_id.is_empty() => {
-            let first = t.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-            first.strip_prefix("keyid:").unwrap_or(first).is_empty()
+    /// What the hook records for a verified chain of known certificates (leaf first).
+    fn of_chain(chain: &[&Known], source: Source) -> Capture {
+        Capture {
+            source: Some(source),
+            chain_length: Some(chain.len() as i64),
+            lists: std::array::from_fn(|i| chain.iter().map(|k| k.digests[i].clone()).collect()),
+            san_dns: chain.first().map(|k| k.san_dns.clone()).unwrap_or_default(),
         }
-        Some(t) => reference_key_id(t).as_deref() == Some(pin.authority_key_id.as_slice()),
+    }
+
+    /// A consistent two-certificate capture whose only value equal to `a`'s digest is at
+    /// chain position `pos` of the list `a` compares with; every other value of that size
+    /// is the digest's complement.
+    /// A two-certificate capture holding `a`'s digest at chain position `pos`, its
+    /// presented certificate naming [`HOLDER`] in its SAN.
+    fn holding(a: &Association, pos: usize) -> Capture {
+        let (list, digest) = association_list(a);
+        let other: Vec<u8> = digest.iter().map(|b| !b).collect();
+        let mut lists: [Vec<Vec<u8>>; 4] = std::array::from_fn(|i| {
+            (0..2).map(|_| if LISTS[i].1 == digest.len() { other.clone() } else { vec![0; LISTS[i].1] }).collect()
+        });
+        lists[list][pos] = digest.to_vec();
+        Capture {
+            source: Some(Source::Handshake),
+            chain_length: Some(2),
+            lists,
+            san_dns: vec![HOLDER.as_bytes().to_vec()],
+        }
+    }
+
+    /// The reference for `PresentedCert::from_capture`, restated from the hook's contract:
+    /// a source, a chain length of 1..=MAX_CHAIN, each digest list exactly that long with
+    /// values of its algorithm's size, at most MAX_SAN_DNS dNSNames.
+    pub fn consistent(&self) -> bool {
+        let Some(n) = self.chain_length else {
+            return false;
+        };
+        self.source.is_some()
+            && (1..=MAX_CHAIN as i64).contains(&n)
+            && self
+                .lists
+                .iter()
+                .zip(LISTS)
+                .all(|(l, (_, size))| l.len() as i64 == n && l.iter().all(|v| v.len() == size))
+            && self.san_dns.len() <= MAX_SAN_DNS
+    }
+
+    /// Hands the capture to `from_capture` the way the request path does (borrowed lists)
+    /// and calls `f` with the result.
+    pub fn with_presented<R>(&self, f: impl FnOnce(Result<PresentedCert<'_>, CaptureError>) -> R) -> R {
+        let lists: [Vec<&[u8]>; 4] = std::array::from_fn(|i| self.lists[i].iter().map(Vec::as_slice).collect());
+        let sans: Vec<&[u8]> = self.san_dns.iter().map(Vec::as_slice).collect();
+        let raw = RawCapture {
+            source: self.source,
+            cert_sha256: &lists[0],
+            cert_sha512: &lists[1],
+            spki_sha256: &lists[2],
+            spki_sha512: &lists[3],
+            san_dns: &sans,
+            chain_length: self.chain_length,
+        };
+        f(PresentedCert::from_capture(&raw))
+    }
+}
+
+/// Which capture list an association is compared with, and its digest bytes.
+fn association_list(a: &Association) -> (usize, &[u8]) {
+    let (digest, sha512): (&[u8], bool) = match &a.digest {
+        Digest::Sha256(d) => (d, false),
+        Digest::Sha512(d) => (d, true),
     };
-    aki_ok
-        && c.subject == Some(pin.subject.as_str())
-        && c.issuer == Some(pin.issuer.as_str())
-        && serial_eq(c.serial, &pin.serial)
-        && time_eq(c.valid_since, pin.not_before)
-        && time_eq(c.expiration, pin.not_after)
-        && c.ca_subject == Some(pin.ca.subject.as_str())
-        && c.ca_issuer == Some(pin.ca.issuer.as_str())
-        && serial_eq(c.ca_serial, &pin.ca.serial)
-        && time_eq(c.ca_valid_since, pin.ca.not_before)
-        && time_eq(c.ca_expiration, pin.ca.not_after)
+    let first = match a.selector {
+        Selector::Cert => 0,
+        Selector::Spki => 2,
+    };
+    (first + usize::from(sha512), digest)
 }
 
-/// Hex pairs decoded up to the first bad digit (what a lenient parser would take).
-fn lenient_hex(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
-    digits
-        .chunks_exact(2)
-        .map_while(|p| std::str::from_utf8(p).ok().and_then(|s| u8::from_str_radix(s, 16).ok()))
-        .collect()
+/// The name the presented certificate of [`Capture::holding`] carries.
+const HOLDER: &str = "holder._device.cars.example";
+
+/// The reference for `Association::matches` on a consistent capture, for a device
+/// claiming `name` (normalised): the association's digest equals, byte for byte, the
+/// captured digest of its kind at the presented certificate (DANE-EE, PKIX-CD) or at any
+/// chain position from 1 on (DANE-TA); for DANE-TA the presented certificate must also
+/// name `name` in a SAN dNSName (ASCII, any case, one trailing dot allowed, no NUL).
+fn reference_matches(a: &Association, c: &Capture, name: &str) -> bool {
+    let (list, digest) = association_list(a);
+    let digest_ok = c.lists[list].iter().enumerate().any(|(pos, v)| {
+        let position_ok = if a.usage == Usage::DaneTa { pos >= 1 } else { pos == 0 };
+        position_ok && v.as_slice() == digest
+    });
+    let san_ok = || {
+        c.san_dns.iter().any(|e| {
+            let e = if e.last() == Some(&b'.') { &e[..e.len() - 1] } else { &e[..] };
+            e.iter().all(|b| b.is_ascii() && *b != 0) && e.to_ascii_lowercase() == name.as_bytes()
+        })
+    };
+    digest_ok && (a.usage != Usage::DaneTa || san_ok())
 }
 
-/// Attribute-to-pin parsing: hex serials, key ids and ASN.1 times against references.
+/// The digests of `d` in [`Capture::lists`] order.
+fn digest_values<'a>(d: &CertDigests<'a>) -> [&'a [u8]; 4] {
+    [&d.cert_sha256[..], &d.cert_sha512[..], &d.spki_sha256[..], &d.spki_sha512[..]]
+}
+
+/// Whether `from_capture` accepts the decoded input (for the seed test).
+pub fn presented_accepts(data: &[u8]) -> bool {
+    let capture = Capture::decode(&mut Input(data));
+    capture.with_presented(|p| p.is_ok())
+}
+
+/// `PresentedCert::from_capture` accepts exactly the captures the reference calls
+/// consistent; refuses a capture without source as absent and any other as malformed; and
+/// what it accepts reads back exactly (leaf, issuers in order, chain length, dNSNames,
+/// source), also when the same digests come through `CapturedChain`.
 pub fn presented(data: &[u8]) {
-    // Encodings of arbitrary bytes must compare equal to them.
-    let b = data;
-    assert!(hex_eq(&hex::encode(b), b), "hex_eq(hex(b), b)");
-    assert!(hex_eq(&hex::encode_upper(b), b), "hex_eq(HEX(b), b)");
-    assert!(hex_eq(&colon_hex(b), b), "hex_eq(colon hex(b), b)");
-    assert!(hex_eq(&format!("00{}", hex::encode(b)), b), "a leading zero byte must not matter");
-    assert!(!hex_eq(&format!("{}0", hex::encode(b)), b), "an odd digit count must never match");
-    if !strip_leading_zeros(b).is_empty() {
-        assert!(!hex_eq(&format!("{}00", hex::encode(b)), b), "a trailing zero byte must matter");
-        assert!(!hex_eq("", b));
+    let capture = Capture::decode(&mut Input(data));
+    let consistent = capture.consistent();
+    capture.with_presented(|result| match result {
+        Ok(p) => {
+            assert!(consistent, "accepted an inconsistent capture {capture:?}");
+            assert_reads_back(&capture, &p);
+        }
+        Err(e) => {
+            assert!(!consistent, "refused a consistent capture: {e}");
+            assert_eq!(e == CaptureError::Absent, capture.source.is_none(), "{e:?} for source {:?}", capture.source);
+            assert!(!e.to_string().is_empty());
+        }
+    });
+    if consistent {
+        let owned = CapturedChain {
+            chain: (0..capture.lists[0].len())
+                .map(|i| OwnedDigests {
+                    cert_sha256: capture.lists[0][i].as_slice().try_into().expect("32 bytes"),
+                    cert_sha512: capture.lists[1][i].as_slice().try_into().expect("64 bytes"),
+                    spki_sha256: capture.lists[2][i].as_slice().try_into().expect("32 bytes"),
+                    spki_sha512: capture.lists[3][i].as_slice().try_into().expect("64 bytes"),
+                })
+                .collect(),
+            san_dns: capture.san_dns.clone(),
+            source: capture.source.expect("consistent"),
+        };
+        owned.with_presented(|p| assert_reads_back(&capture, &p.expect("CapturedChain refused a consistent capture")));
     }
-    if !b.is_empty() {
-        let c = colon_hex(b);
-        assert!(key_id_eq(&c, b), "key_id_eq(colon hex(b), b)");
-        assert!(key_id_eq(&format!("keyid:{c}\nDirName:/CN=Root\nserial:01\n"), b), "old OpenSSL AKI rendering");
-        assert!(!key_id_eq(&format!("00:{c}"), b), "key ids keep leading zeros");
-        assert!(!key_id_eq("", b));
-    }
+}
 
-    let t = text(data);
-    // Hex text against the hex crate.
-    match reference_hex(&t) {
-        Some(v) => {
-            assert!(hex_eq(&t, &v), "hex_eq({t:?}, {v:02x?}) is false");
-            assert!(hex_eq(&t, strip_leading_zeros(&v)));
-            let mut longer = v.clone();
-            longer.push(1);
-            assert!(!hex_eq(&t, &longer), "hex_eq({t:?}) matches a longer value");
-            if !strip_leading_zeros(&v).is_empty() {
-                assert!(!hex_eq(&t, &[]), "hex_eq({t:?}) matches nothing");
-            }
-        }
-        None => {
-            let lenient = lenient_hex(&t);
-            assert!(!hex_eq(&t, &lenient), "invalid hex {t:?} matched its valid prefix");
-            assert!(!hex_eq(&t, &[]), "invalid hex {t:?} matched nothing");
+fn assert_reads_back(c: &Capture, p: &PresentedCert<'_>) {
+    let n = c.lists[0].len();
+    assert_eq!(Some(p.source), c.source, "source");
+    assert_eq!(p.chain_len(), n, "chain_len");
+    let chain: Vec<&CertDigests<'_>> = std::iter::once(p.leaf()).chain(p.issuers()).collect();
+    assert_eq!(chain.len(), n, "leaf and issuers are not the whole chain");
+    for (pos, d) in chain.iter().enumerate() {
+        for (list, value) in digest_values(d).into_iter().enumerate() {
+            assert_eq!(value, c.lists[list][pos].as_slice(), "{} at chain position {pos}", LISTS[list].0);
         }
     }
-    // AKI text against the reference reading.
-    match reference_key_id(&t) {
-        Some(v) if !v.is_empty() => {
-            assert!(key_id_eq(&t, &v), "key_id_eq({t:?}, {v:02x?}) is false");
-            assert!(!key_id_eq(&t, &v[1..]), "key_id_eq({t:?}) matched a shorter id");
-        }
-        Some(_) => {}
-        None => {
-            let lenient = lenient_hex(&t);
-            if !lenient.is_empty() {
-                assert!(!key_id_eq(&t, &lenient), "invalid key id {t:?} matched its valid prefix");
-            }
-        }
-    }
-    // Times against OpenSSL, both ways.
-    let ours = parse_asn1_time(&t);
-    let reference = reference_asn1_time(&t);
-    assert_eq!(ours, reference, "parse_asn1_time({t:?}) disagrees with OpenSSL");
-    // And every instant in 0000..=9999 renders to a text that parses back to it.
-    if data.len() >= 8 {
-        let raw = i64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
-        let instant = raw.rem_euclid(253_402_300_800 + 62_167_219_200) - 62_167_219_200;
-        let rendered = asn1_text(instant).expect("years 0000..=9999 render");
-        assert_eq!(parse_asn1_time(&rendered), Some(instant), "{rendered} does not parse back to {instant}");
-    }
+    let sans: Vec<&[u8]> = c.san_dns.iter().map(Vec::as_slice).collect();
+    assert_eq!(p.san_dns(), sans.as_slice(), "san_dns");
 }
 
 // ---------------------------------------------------------------------------------------
 // Whole request check
 
-/// FreeRADIUS attribute text as in `tests/fixtures/freeradius-attrs/*/attributes.txt`:
-/// `Attr = "value"` lines with `\\ \" \n \r \t \xNN` escapes, `#` comments.
-pub fn parse_attributes(data: &[u8]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for line in data.split(|b| *b == b'\n') {
-        if line.first() == Some(&b'#') {
-            continue;
-        }
-        let Some(eq) = line.windows(3).position(|w| w == b" = ") else {
-            continue;
-        };
-        let (attr, raw) = (&line[..eq], &line[eq + 3..]);
-        let raw = raw.strip_prefix(b"\"").and_then(|r| r.strip_suffix(b"\"")).unwrap_or(raw);
-        let mut value = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            let c = raw[i];
-            i += 1;
-            if c != b'\\' || i == raw.len() {
-                value.push(c);
-                continue;
-            }
-            let e = raw[i];
-            i += 1;
-            match e {
-                b'n' => value.push(b'\n'),
-                b'r' => value.push(b'\r'),
-                b't' => value.push(b'\t'),
-                b'x' => match raw.get(i..i + 2).and_then(|h| hex::decode(h).ok()) {
-                    Some(h) => {
-                        value.extend_from_slice(&h);
-                        i += 2;
-                    }
-                    None => value.extend_from_slice(b"\\x"),
-                },
-                other => value.push(other),
-            }
-        }
-        out.push((text(attr).trim().to_owned(), text(&value)));
-    }
-    out
+/// One certificate of the check target's fixture, with the digests the hook would capture
+/// for it, computed here from its DER and its key's SubjectPublicKeyInfo DER.
+pub struct Known {
+    pub label: &'static str,
+    pub cert: X509,
+    pub san_dns: Vec<Vec<u8>>,
+    /// cert_sha256, cert_sha512, spki_sha256, spki_sha512 ([`Capture::lists`] order).
+    pub digests: [Vec<u8>; 4],
 }
 
-/// The fixtures' captured authentications: (directory, attributes.txt, chain.pem).
-pub const FIXTURES: [(&str, &[u8], &[u8]); 5] = [
-    (
-        "car54-cars",
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car54-cars/attributes.txt"),
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car54-cars/chain.pem"),
-    ),
-    (
-        "car54-meters",
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car54-meters/attributes.txt"),
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car54-meters/chain.pem"),
-    ),
-    (
-        "car55-akiissuer",
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car55-akiissuer/attributes.txt"),
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car55-akiissuer/chain.pem"),
-    ),
-    (
-        "car56-multi",
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car56-multi/attributes.txt"),
-        include_bytes!("../../tests/fixtures/freeradius-attrs/car56-multi/chain.pem"),
-    ),
-    (
-        "meter7-utf8",
-        include_bytes!("../../tests/fixtures/freeradius-attrs/meter7-utf8/attributes.txt"),
-        include_bytes!("../../tests/fixtures/freeradius-attrs/meter7-utf8/chain.pem"),
-    ),
+/// The check target's world: certificates, the policy and the associations the trust map
+/// was built from (the reference reads these, never the loaded map), and the map loaded
+/// back through its own JSON as radiusd loads it.
+pub struct Fixture {
+    pub known: Vec<Known>,
+    pub policy: Policy,
+    /// What the trust map must publish: the associations of allowed names, non-empty.
+    pub published: BTreeMap<String, Vec<Association>>,
+    pub map: TrustMap,
+}
+
+/// How one fixture certificate is made: an Ed25519 key from `key_seed`, signed by the
+/// certificate at index `issuer` (itself when None: a CA), with a SAN dNSName for devices.
+struct Spec {
+    label: &'static str,
+    issuer: Option<usize>,
+    key_seed: u8,
+    serial: u32,
+    san: Option<&'static str>,
+}
+
+const fn spec(
+    label: &'static str,
+    issuer: Option<usize>,
+    key_seed: u8,
+    serial: u32,
+    san: Option<&'static str>,
+) -> Spec {
+    Spec { label, issuer, key_seed, serial, san }
+}
+
+/// The certificates, by index as check inputs name them (`make-seeds.py` uses the same
+/// indices). Ed25519 signatures are deterministic, so every run builds the same bytes.
+const CERTS: [Spec; 10] = [
+    spec("cars-ca", None, 1, 1, None),
+    spec("meters-ca", None, 2, 2, None),
+    spec("car54", Some(0), 10, 54, Some("car54._device.cars.example")),
+    spec("car55", Some(0), 11, 55, Some("car55._device.cars.example")),
+    spec("car56-cars", Some(0), 12, 56, Some("car56._device.cars.example")),
+    // The Meters organisation's CA issuing for a Cars name: the cross-domain certificate.
+    spec("car56-meters", Some(1), 13, 5656, Some("car56._device.cars.example")),
+    spec("car57", Some(0), 14, 57, Some("car57._device.cars.example")),
+    spec("meter7", Some(1), 20, 7, Some("meter7._device.meters.example")),
+    // car55 re-issued for the same key: matches `3 1 x`, not `3 0 x`.
+    spec("car55-reissued", Some(0), 11, 5555, Some("car55._device.cars.example")),
+    spec("car58", Some(1), 15, 58, Some("car58._device.cars.example")),
 ];
 
-/// A trust map built like `rlm-rust pin` builds one from the fixtures: every captured
-/// name allowed on its SSID, pinned to its own certificate, except `car54-meters` (the
-/// Meters org's certificate for the Cars org's name: the cross-domain case must fail).
-/// Loaded through its own JSON, as radiusd loads it.
-pub fn fixture_trust_map() -> &'static TrustMap {
-    static MAP: OnceLock<TrustMap> = OnceLock::new();
-    MAP.get_or_init(|| {
-        let mut policy = Policy::default();
-        let mut names: BTreeMap<String, NameEntry> = BTreeMap::new();
-        for (dir, attrs, chain) in FIXTURES {
-            let attrs = parse_attributes(attrs);
-            let get = |a: &str| attrs.iter().find(|(k, _)| k == a).map(|(_, v)| v.as_str()).expect(a);
-            let name = normalize(get("User-Name")).expect("fixture name");
-            let ssid = ssid_of(get("Called-Station-Id")).expect("fixture SSID").to_owned();
-            let role = policy.ssids.entry(ssid).or_insert_with(|| Role { members: BTreeSet::new(), reply: vec![] });
-            role.members.insert(name.clone());
-            if role.reply.is_empty() {
-                role.reply.push(ReplyAttr { attribute: "Tunnel-Private-Group-Id".into(), value: dir.into() });
-            }
-            if dir == "car54-meters" {
-                continue;
-            }
-            let certs = X509::stack_from_pem(chain).expect("fixture chain");
-            let pin = Pin::new(&certs[0], &certs[1]).expect("fixture pin");
-            names.entry(name).or_default().pins.push(pin);
+/// Names check inputs pick by index (`make-seeds.py` uses the same indices).
+pub const NAMES: [&str; 8] = [
+    "car54._device.cars.example",
+    "car55._device.cars.example",
+    "car56._device.cars.example",
+    "car57._device.cars.example",
+    "car58._device.cars.example",
+    "car99._device.cars.example",
+    "meter7._device.meters.example",
+    "ghost._device.cars.example",
+];
+
+/// Called-Station-Ids check inputs pick by index.
+pub const STATIONS: [&str; 5] = [
+    "00-11-22-33-44-55:Cars-WiFi",
+    "001122334455:Meters",
+    "00:11:22:33:44:55:Lobby",
+    "00-11-22-33-44-55:Guests",
+    "00-11-22-33-44-55",
+];
+
+const NOT_AFTER: i64 = 2_000_000_000;
+
+fn ed25519(seed: u8) -> PKey<Private> {
+    PKey::private_key_from_raw_bytes(&[seed; 32], Id::ED25519).expect("Ed25519 key")
+}
+
+fn make_cert(
+    cn: &str,
+    san: Option<&str>,
+    key: &PKey<Private>,
+    serial: u32,
+    issuer: Option<(&X509, &PKey<Private>)>,
+) -> X509 {
+    let mut b = X509Builder::new().expect("builder");
+    b.set_version(2).expect("version");
+    b.set_serial_number(&BigNum::from_u32(serial).and_then(|n| n.to_asn1_integer()).expect("serial")).expect("serial");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", cn).expect("CN");
+    let name = name.build();
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(issuer.map_or(&*name, |(c, _)| c.subject_name())).expect("issuer");
+    b.set_pubkey(key).expect("key");
+    b.set_not_before(&Asn1Time::from_unix(1_700_000_000).expect("time")).expect("not before");
+    b.set_not_after(&Asn1Time::from_unix(NOT_AFTER).expect("time")).expect("not after");
+    match san {
+        None => b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc")).expect("bc"),
+        Some(san) => {
+            let ext = SubjectAlternativeName::new()
+                .dns(san)
+                .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
+                .expect("SAN");
+            b.append_extension(ext).expect("SAN");
         }
-        let json = TrustMap::new(policy, names, 1, 0).to_json();
-        TrustMap::from_json(&json, "fixtures.json").expect("fixture trust map loads")
+    }
+    b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::null()).expect("sign");
+    b.build()
+}
+
+/// The digests of `cert` computed here: SHA-2 of its DER and of its key's DER.
+fn reference_digests(cert: &X509) -> [Vec<u8>; 4] {
+    let der = cert.to_der().expect("DER");
+    let spki = cert.public_key().and_then(|k| k.public_key_to_der()).expect("SPKI");
+    [sha256(&der).to_vec(), sha512(&der).to_vec(), sha256(&spki).to_vec(), sha512(&spki).to_vec()]
+}
+
+fn assoc(usage: Usage, selector: Selector, matching: Matching, digest: &[u8], not_after: Option<i64>) -> Association {
+    let digest = match matching {
+        Matching::Sha512 => Digest::Sha512(digest.try_into().expect("64 bytes")),
+        _ => Digest::Sha256(digest.try_into().expect("32 bytes")),
+    };
+    Association { usage, selector, matching, digest, not_after }
+}
+
+/// The certificates of [`CERTS`], their digests checked against `OwnedDigests::of` and
+/// their dNSNames against `CapturedChain::of`.
+pub fn build_known() -> Vec<Known> {
+    let mut known: Vec<Known> = Vec::new();
+    let mut keys: Vec<PKey<Private>> = Vec::new();
+    for Spec { label, issuer, key_seed, serial, san } in CERTS {
+        let key = ed25519(key_seed);
+        let cert = make_cert(label, san, &key, serial, issuer.map(|i| (&known[i].cert, &keys[i])));
+        let owned = OwnedDigests::of(&cert).expect("OwnedDigests::of");
+        let digests = reference_digests(&cert);
+        let theirs = [&owned.cert_sha256[..], &owned.cert_sha512[..], &owned.spki_sha256[..], &owned.spki_sha512[..]];
+        assert_eq!(theirs, [&digests[0][..], &digests[1][..], &digests[2][..], &digests[3][..]], "{label}: digests");
+        let san_dns: Vec<Vec<u8>> = san.map(|s| s.as_bytes().to_vec()).into_iter().collect();
+        assert_eq!(CapturedChain::of(std::slice::from_ref(&cert)).expect("CapturedChain").san_dns, san_dns);
+        known.push(Known { label, cert, san_dns, digests });
+        keys.push(key);
+    }
+    known
+}
+
+/// The fixture, built once: every association form the map can hold (`4 0 0`, `3 0 0`,
+/// `3 1 1`, `3 0 1`, `3 0 2`, `3 1 2`, `3 1 0`, DANE-TA `2 0 1` and `2 1 2`), a name
+/// allowed but unpublished (car99), a name published but allowed nowhere (ghost), and the
+/// Meters CA's certificate for car56, a Cars name (the cross-domain case must fail).
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let known = build_known();
+        let d = |i: usize, list: usize| known[i].digests[list].clone();
+        let (c256, c512, s256, s512) = (0, 1, 2, 3);
+        let spki_der = known[7].cert.public_key().and_then(|k| k.public_key_to_der()).expect("SPKI");
+        let (ee, ta) = (Usage::DaneEe, Usage::DaneTa);
+        let entries: Vec<(&str, Vec<Association>)> = vec![
+            (NAMES[0], vec![assoc(Usage::PkixCd, Selector::Cert, Matching::Full, &d(2, c256), Some(NOT_AFTER))]),
+            (
+                NAMES[1],
+                vec![
+                    assoc(ee, Selector::Cert, Matching::Full, &d(3, c256), None),
+                    assoc(ee, Selector::Spki, Matching::Sha256, &d(3, s256), None),
+                ],
+            ),
+            (NAMES[2], vec![assoc(ee, Selector::Cert, Matching::Sha256, &d(4, c256), None)]),
+            (NAMES[3], vec![assoc(ta, Selector::Cert, Matching::Sha256, &d(0, c256), None)]),
+            (NAMES[4], vec![assoc(ta, Selector::Spki, Matching::Sha512, &d(1, s512), None)]),
+            (NAMES[5], vec![]),
+            (
+                NAMES[6],
+                vec![
+                    assoc(ee, Selector::Cert, Matching::Sha512, &d(7, c512), None),
+                    assoc(ee, Selector::Spki, Matching::Sha512, &d(7, s512), None),
+                    assoc(ee, Selector::Spki, Matching::Full, &sha256(&spki_der), None),
+                ],
+            ),
+            (NAMES[7], vec![assoc(ee, Selector::Cert, Matching::Sha256, &d(2, c256), None)]),
+        ];
+        let reply = |v: &str| vec![ReplyAttr { attribute: "Tunnel-Private-Group-Id".into(), value: v.into() }];
+        let role = |members: &[&str], reply: Vec<ReplyAttr>| Role {
+            members: members.iter().map(|m| m.to_string()).collect::<BTreeSet<_>>(),
+            reply,
+        };
+        let mut policy = Policy::default();
+        policy.ssids.insert("Cars-WiFi".into(), role(&NAMES[..6], reply("10")));
+        policy.ssids.insert("Meters".into(), role(&[NAMES[6], NAMES[0]], reply("20")));
+        policy.ssids.insert("Lobby".into(), role(&[NAMES[6]], vec![]));
+        // Restated: the map keeps the non-empty association lists of allowed names.
+        let allowed: BTreeSet<&str> =
+            policy.ssids.values().flat_map(|r| r.members.iter().map(String::as_str)).collect();
+        let published: BTreeMap<String, Vec<Association>> = entries
+            .iter()
+            .filter(|(n, a)| allowed.contains(n) && !a.is_empty())
+            .map(|(n, a)| (n.to_string(), a.clone()))
+            .collect();
+        let names: BTreeMap<String, NameEntry> = entries
+            .into_iter()
+            .map(|(n, associations)| {
+                (n.to_string(), NameEntry { associations, chain: vec![], verified_at: 1_750_000_000 })
+            })
+            .collect();
+        let json = TrustMap::new(policy.clone(), names, 7, 1_750_000_000).to_json();
+        let map = TrustMap::from_json(&json, "check-fixture.json").expect("the fixture trust map loads");
+        for n in NAMES {
+            let want = published.get(n).map_or(&[][..], Vec::as_slice);
+            assert_eq!(map.associations(n), want, "{n}: the loaded map publishes other associations");
+        }
+        assert_eq!(map.policy(), &policy, "the loaded map has another policy");
+        Fixture { known, policy, published, map }
     })
 }
 
-/// The whole request check on arbitrary attributes: never accepts without a trust map,
-/// every reject names the first failing step, and an accept is backed by a pin that the
-/// reference comparison also matches.
+/// A name or Called-Station-Id: a tag byte, then (tag % 4) 0: absent; 1: a length byte and
+/// that text; 2: `table[((tag >> 2) & 31) % len]`; 3: the same upper-cased, with a
+/// trailing dot when bit 7 is set.
+fn choose(input: &mut Input<'_>, table: &[&str]) -> Option<String> {
+    let tag = input.byte();
+    let pick = table[usize::from((tag >> 2) & 0x1f) % table.len()];
+    match tag % 4 {
+        0 => None,
+        1 => Some(text(input.chunk())),
+        2 => Some(pick.to_owned()),
+        _ if tag & 0x80 != 0 => Some(format!("{}.", pick.to_ascii_uppercase())),
+        _ => Some(pick.to_ascii_uppercase()),
+    }
+}
+
+/// A check input: User-Name and Called-Station-Id (see [`choose`]), then a mode byte:
+/// (mode & 3) 1 or 2: a chain of known certificates (a count byte, 1 + count % 4
+/// certificates, then one index byte each, leaf first; bit 4 of the mode: resumed); with
+/// 2, one byte of one digest then altered (position, list, offset, xor bytes); 0 or 3:
+/// a capture of fuzz-chosen values ([`Capture::decode`]).
+fn decode_check(data: &[u8], known: &[Known]) -> (Option<String>, Option<String>, Capture) {
+    let mut input = Input(data);
+    let user = choose(&mut input, &NAMES);
+    let station = choose(&mut input, &STATIONS);
+    let mode = input.byte();
+    let capture = match mode & 3 {
+        m @ (1 | 2) => {
+            let count = 1 + usize::from(input.byte()) % 4;
+            let chain: Vec<&Known> = (0..count).map(|_| &known[usize::from(input.byte()) % known.len()]).collect();
+            let source = if mode & 0x10 != 0 { Source::Resumed } else { Source::Handshake };
+            let mut c = Capture::of_chain(&chain, source);
+            if m == 2 {
+                let (pos, list, at, x) = (input.byte(), input.byte(), input.byte(), input.byte().max(1));
+                let value = &mut c.lists[usize::from(list) % 4][usize::from(pos) % count];
+                let at = usize::from(at) % value.len();
+                value[at] ^= x;
+            }
+            c
+        }
+        _ => Capture::decode(&mut input),
+    };
+    (user, station, capture)
+}
+
+/// The request check restated, step by step, on the policy and associations the map was
+/// built from: the first step that fails names the reason; on accept, the role's reply.
+/// `capture_error` is what `from_capture` said of an inconsistent capture.
+fn reference_decision<'p>(
+    policy: &'p Policy,
+    published: &BTreeMap<String, Vec<Association>>,
+    user: Option<&str>,
+    station: Option<&str>,
+    capture: &Capture,
+    capture_error: Option<CaptureError>,
+) -> Result<&'p [ReplyAttr], Reason> {
+    let name = user.and_then(|u| normalize(u).ok()).ok_or(Reason::InvalidName)?;
+    let ssid = station.and_then(ssid_of).ok_or(Reason::NoSsid)?;
+    let role = policy.ssids.get(ssid).ok_or(Reason::UnknownSsid)?;
+    if !role.members.contains(&name) {
+        return Err(Reason::NameNotAllowed);
+    }
+    if !capture.consistent() {
+        return Err(Reason::Capture(capture_error.expect("an inconsistent capture was accepted")));
+    }
+    let associations = published.get(&name).map_or(&[][..], Vec::as_slice);
+    if associations.is_empty() {
+        return Err(Reason::NotPublished);
+    }
+    if associations.iter().any(|a| reference_matches(a, capture, &name)) {
+        Ok(&role.reply)
+    } else {
+        Err(Reason::NoAssociationMatch)
+    }
+}
+
+fn outcome<'m>(d: &Decision<'m>) -> Result<&'m [ReplyAttr], Reason> {
+    match d {
+        Decision::Accept { reply } => Ok(reply),
+        Decision::Reject(r) => Err(*r),
+    }
+}
+
+/// The decision's name, as the check seeds' file names carry it (`<outcome>.<what>`).
+pub fn outcome_label(d: &Decision<'_>) -> &'static str {
+    match d {
+        Decision::Accept { .. } => "Accept",
+        Decision::Reject(Reason::NoTrustMap) => "NoTrustMap",
+        Decision::Reject(Reason::InvalidName) => "InvalidName",
+        Decision::Reject(Reason::NoSsid) => "NoSsid",
+        Decision::Reject(Reason::UnknownSsid) => "UnknownSsid",
+        Decision::Reject(Reason::NameNotAllowed) => "NameNotAllowed",
+        Decision::Reject(Reason::Capture(_)) => "Capture",
+        Decision::Reject(Reason::NotPublished) => "NotPublished",
+        Decision::Reject(Reason::NoAssociationMatch) => "NoAssociationMatch",
+    }
+}
+
+/// The whole request check on a decoded request; returns the fixture map's decision label.
+///
+/// Without a trust map: NoTrustMap. On the empty map and on the fixture map: the decision
+/// (reason, or accept with the role's reply) is the reference's, whose steps are restated
+/// above; so a reject names the first failing step, and an accept means a valid name, an
+/// SSID whose role allows it, a consistent capture and an association whose digest equals
+/// the captured one at a position its usage allows. And `Association::matches` agrees with
+/// the reference on every association of the map.
+pub fn check_outcome(data: &[u8]) -> &'static str {
+    let fx = fixture();
+    let (user, station, capture) = decode_check(data, &fx.known);
+    capture.with_presented(|cert| {
+        let capture_error = cert.as_ref().err().copied();
+        let req = Request { user_name: user.as_deref(), called_station_id: station.as_deref(), cert };
+        assert_eq!(check_request(None, &req), Decision::Reject(Reason::NoTrustMap), "decided without a trust map");
+
+        let empty = TrustMap::default();
+        let (no_policy, none) = (Policy::default(), BTreeMap::new());
+        let on_empty = check_request(Some(&empty), &req);
+        assert!(!matches!(on_empty, Decision::Accept { .. }), "accepted on an empty trust map");
+        let want = reference_decision(&no_policy, &none, req.user_name, req.called_station_id, &capture, capture_error);
+        assert_eq!(outcome(&on_empty), want, "empty map: check and the reference disagree on {req:?}");
+
+        if let Ok(cert) = &req.cert {
+            for (n, entry) in fx.map.entries() {
+                for a in &entry.associations {
+                    assert_eq!(
+                        a.matches(cert, n),
+                        reference_matches(a, &capture, n),
+                        "{n}: {a}: matches() != the reference"
+                    );
+                }
+            }
+        }
+        let decision = check_request(Some(&fx.map), &req);
+        let want = reference_decision(
+            &fx.policy,
+            &fx.published,
+            req.user_name,
+            req.called_station_id,
+            &capture,
+            capture_error,
+        );
+        assert_eq!(outcome(&decision), want, "check and the reference disagree on {req:?}");
+        outcome_label(&decision)
+    })
+}
+
+/// The check fuzz target: [`check_outcome`]'s invariants.
 pub fn check(data: &[u8]) {
-    let attrs = parse_attributes(data);
-    let one = |a: &str| attrs.iter().rev().find(|(k, _)| k == a).map(|(_, v)| v.as_str());
-    let sans: Vec<&str> =
-        attrs.iter().filter(|(k, _)| k == "TLS-Client-Cert-Subject-Alt-Name-Dns").map(|(_, v)| v.as_str()).collect();
-    let cert = PresentedCert::from_attributes(one, &sans);
-    let req = Request { user_name: one("User-Name"), called_station_id: one("Called-Station-Id"), cert };
-
-    assert_eq!(check_request(None, &req), Decision::Reject(Reason::NoTrustMap), "decided without a trust map");
-    let empty = TrustMap::default();
-    assert!(!matches!(check_request(Some(&empty), &req), Decision::Accept { .. }), "accepted on an empty trust map");
-
-    let map = fixture_trust_map();
-    // Whatever the decision, matches() and the reference agree on every pin in the map.
-    for (_, entry) in map.entries() {
-        for pin in &entry.pins {
-            assert_eq!(cert.matches(pin), reference_matches(&cert, pin), "matches() disagrees with the reference");
-        }
-    }
-    let name = req.user_name.and_then(|u| normalize(u).ok());
-    let ssid = req.called_station_id.and_then(ssid_of);
-    match check_request(Some(map), &req) {
-        Decision::Reject(Reason::NoTrustMap) => panic!("NoTrustMap with a trust map"),
-        Decision::Reject(Reason::InvalidName) => assert!(name.is_none(), "valid name {name:?} called invalid"),
-        Decision::Reject(Reason::NoSsid) => assert!(name.is_some() && ssid.is_none()),
-        Decision::Reject(Reason::UnknownSsid) => assert!(ssid.is_some_and(|s| map.role(s).is_none())),
-        Decision::Reject(Reason::NameNotAllowed) => {
-            let (n, s) = (name.expect("name"), ssid.expect("ssid"));
-            assert!(!map.role(s).expect("role").allows(&n));
-        }
-        Decision::Reject(Reason::MissingCertAttributes(a)) => {
-            assert!(one(a).is_none_or(str::is_empty), "{a} is present but reported missing")
-        }
-        Decision::Reject(Reason::SanMismatch) => {
-            let n = name.expect("name");
-            assert!(!sans.iter().any(|s| dns_eq(s, &n)));
-        }
-        Decision::Reject(Reason::NotPublished) => assert!(map.pins(&name.expect("name")).is_empty()),
-        Decision::Reject(Reason::NoPinMatch) => {
-            let n = name.expect("name");
-            assert!(!map.pins(&n).iter().any(|p| reference_matches(&cert, p)), "a pin matches but NoPinMatch");
-        }
-        Decision::Accept { reply } => {
-            let n = name.expect("accepted an invalid name");
-            let s = ssid.expect("accepted without an SSID");
-            let role = map.role(s).expect("accepted on an unknown SSID");
-            assert!(role.allows(&n), "accepted {n} on {s}, which does not allow it");
-            assert_eq!(reply, role.reply.as_slice());
-            assert!(cert.first_missing().is_none());
-            assert!(sans.iter().any(|san| dns_eq(san, &n)), "accepted {n} without it in the SAN");
-            assert!(map.pins(&n).iter().any(|p| reference_matches(&cert, p)), "accepted {n}: no pin really matches");
-        }
-    }
+    check_outcome(data);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -577,23 +889,77 @@ fn check_config(pairs: &[(String, String)]) {
 // ---------------------------------------------------------------------------------------
 // TLSA rdata
 
-/// `usage selector matching data...`: a usable record is exactly one DER certificate of a
-/// full-certificate type; the registry digest only comes from a 32-byte `3 0 1`.
+/// What a record can be used for, by the rules restated: `(usage, selector, matching)`
+/// codes of a usable record, None for an unusable one.
+fn reference_tlsa_use(r: &TlsaRecord) -> Option<(u8, u8, u8)> {
+    let digest_size_ok = match r.matching {
+        1 => r.data.len() == 32,
+        2 => r.data.len() == 64,
+        _ => true,
+    };
+    if r.data.is_empty() || !digest_size_ok {
+        return None;
+    }
+    let usable = match (r.usage, r.selector, r.matching) {
+        (4, 0, 0) | (3, 0, 0) => one_der_certificate(&r.data),
+        (3, 1, 0) => one_der_spki(&r.data),
+        (3, 0..=1, 1..=2) => true,
+        _ => false,
+    };
+    usable.then_some((r.usage, r.selector, r.matching))
+}
+
+/// Exactly one certificate in DER form: OpenSSL parses it and re-encodes it to the same
+/// bytes (the TLS hook digests that encoding, so anything else could never match).
+fn one_der_certificate(der: &[u8]) -> bool {
+    X509::from_der(der).ok().and_then(|c| c.to_der().ok()).is_some_and(|again| again == der)
+}
+
+/// Exactly one DER SubjectPublicKeyInfo, the same way.
+fn one_der_spki(der: &[u8]) -> bool {
+    PKey::public_key_from_der(der).ok().and_then(|k| k.public_key_to_der().ok()).is_some_and(|again| again == der)
+}
+
+/// `usage selector matching data...`: `classify` agrees with the restated rules (usage 4
+/// only as `4 0 0` holding one DER certificate; usage 3 with selector 0/1 and matching
+/// 0/1/2, `3 0 0` one DER certificate, `3 1 0` one DER SubjectPublicKeyInfo, digests of 32
+/// or 64 bytes; an unusable record's reason names it); a usable record yields the
+/// association of its data, which for an `x 0 0` certificate (always DER) is the digest
+/// `OwnedDigests::of` (the hook's) computes of it; the registry digest comes exactly from
+/// a 32-byte `3 0 1`, as published.
 pub fn tlsa(data: &[u8]) {
     let [usage, selector, matching, rest @ ..] = data else {
         return;
     };
     let r = TlsaRecord { usage: *usage, selector: *selector, matching: *matching, data: rest.to_vec() };
-    match classify(&r) {
-        RecordUse::DaneEe | RecordUse::PkixCd => {
-            assert!(matches!(r.usage, 3 | 4) && r.selector == 0 && r.matching == 0, "usable {r:?}");
-            let cert = X509::from_der(&r.data).expect("usable record is a certificate");
-            assert_one_certificate(&cert, &r.data);
-            assert_eq!(classify(&r) == RecordUse::DaneEe, r.usage == 3);
-        }
+    let want = reference_tlsa_use(&r);
+    let got = match classify(&r) {
+        RecordUse::PkixCd => Some((4, 0, 0)),
+        RecordUse::DaneEe { selector, matching } => Some((3, selector.code(), matching.code())),
         RecordUse::Unusable { reason } => {
             let what = format!("TLSA {} {} {}", r.usage, r.selector, r.matching);
             assert!(reason.starts_with(&what), "reason {reason:?} does not name the record");
+            None
+        }
+    };
+    assert_eq!(got, want, "classify disagrees with the rules on {r:?}");
+    if let Some((u, s, m)) = got {
+        let usage = if u == 4 { Usage::PkixCd } else { Usage::DaneEe };
+        let selector = Selector::from_code(s).expect("selector");
+        let matching = Matching::from_code(m).expect("matching");
+        let a = Association::from_data(usage, selector, matching, &r.data, None)
+            .unwrap_or_else(|e| panic!("a usable record yields no association: {e}"));
+        let want = match m {
+            0 => Digest::Sha256(sha256(&r.data)),
+            1 => Digest::Sha256(r.data.as_slice().try_into().expect("32 bytes")),
+            _ => Digest::Sha512(r.data.as_slice().try_into().expect("64 bytes")),
+        };
+        assert_eq!((a.usage, a.selector, a.matching, a.digest), (usage, selector, matching, want));
+        if (s, m) == (0, 0) {
+            let cert = X509::from_der(&r.data).expect("usable record is a certificate");
+            assert_eq!(cert.to_der().expect("re-encodes"), r.data, "a usable record is DER");
+            let captured = OwnedDigests::of(&cert).expect("digests");
+            assert_eq!(a.digest, Digest::Sha256(captured.cert_sha256), "the hook's digest of the record's certificate");
         }
     }
     match registry_sha256(&r) {

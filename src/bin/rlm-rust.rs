@@ -1,9 +1,13 @@
 //! rlm-rust: the operator's tool beside the module.
 //!
-//! - `pin`: write a trust map from certificate files and a policy (pinning by hand, for
-//!   sites and tests that do not publish in DNS yet);
-//! - `explain`: replay the module's decision for a name, SSID and certificate, offline;
-//! - `show`: summarise a trust map file.
+//! - `map`: write a trust map from certificate files and a policy (for sites and tests that
+//!   do not publish in DNS yet): each certificate becomes a `3 0 0` association of every
+//!   policy name in its SAN;
+//! - `explain`: replay the module's decision for a name, SSID and certificate chain,
+//!   offline: verify the chain as TLS would, capture it as the hook would, and say which
+//!   association matched or why none did;
+//! - `show`: summarise a trust map file;
+//! - `sync`: run one DNS sync with the module's configuration and report every name.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,10 +16,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use openssl::x509::X509;
 
+use rlm_rust::association::{Association, Matching, Selector, Usage};
 use rlm_rust::check::{check, Decision, Request};
-use rlm_rust::pki::{self, FreeradiusAttrs, Pin};
+use rlm_rust::pki;
 use rlm_rust::policy;
-use rlm_rust::presented::PresentedCert;
+use rlm_rust::presented::CapturedChain;
 use rlm_rust::trustmap::{NameEntry, TrustMap};
 
 #[derive(Parser)]
@@ -27,25 +32,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write a trust map pinning the given certificates for the names the policy allows.
-    Pin {
+    /// Write a trust map associating each certificate with the policy names in its SAN.
+    Map {
         /// Policy file (`SSID|name` lines, or JSON with roles).
         #[arg(long)]
         policy: PathBuf,
         /// Where to write the trust map (atomically).
         #[arg(long)]
         out: PathBuf,
-        /// Extra CA certificates to look issuers up in (PEM; repeatable).
-        #[arg(long = "ca")]
-        cas: Vec<PathBuf>,
+        /// Associate the certificate's public key (`3 1 0`) instead of the certificate
+        /// (`3 0 0`): the device stays admitted when its certificate is re-issued for the
+        /// same key.
+        #[arg(long)]
+        key: bool,
         /// Generation number to stamp into the map.
         #[arg(long, default_value_t = 1)]
         generation: u64,
-        /// PEM files, each a leaf certificate optionally followed by its issuing CA.
-        #[arg(required = true)]
-        chains: Vec<PathBuf>,
+        /// PEM files, each starting with a device certificate (none: every name of the
+        /// policy is allowed but has nothing published).
+        certificates: Vec<PathBuf>,
     },
-    /// Show what the module would decide for this name, SSID and certificate.
+    /// Show what the module would decide for this name, SSID and certificate chain.
     Explain {
         #[arg(long)]
         trust_map: PathBuf,
@@ -55,9 +62,11 @@ enum Command {
         /// The SSID (from Called-Station-Id).
         #[arg(long)]
         ssid: String,
+        /// Trust anchors for the TLS verification (PEM; repeatable). Default: the CA set
+        /// recorded in the trust map.
         #[arg(long = "ca")]
         cas: Vec<PathBuf>,
-        /// The device's certificate (PEM, optionally followed by its issuing CA).
+        /// What the device sends: its certificate, optionally followed by intermediates.
         chain: PathBuf,
     },
     /// Summarise a trust map file.
@@ -66,7 +75,8 @@ enum Command {
         trust_map: PathBuf,
     },
     /// Run one DNS sync outside radiusd with the module's configuration and print, per
-    /// name, what was found: records, DNSSEC status, chain, pins, or why each was skipped.
+    /// name, what was found: records, DNSSEC status, chain, associations, or why each was
+    /// skipped.
     Sync {
         /// The module file (e.g. /etc/freeradius/3.0/mods-enabled/rust).
         #[arg(long)]
@@ -103,103 +113,12 @@ fn read_certs(path: &Path) -> Result<Vec<X509>, String> {
     pki::parse_pem_chain(&pem).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The leaf of `chain` and its verified issuer (from the same file or the CA pool).
-fn leaf_and_issuer(chain: &Path, pool: &[X509]) -> Result<(X509, X509), String> {
-    let mut certs = read_certs(chain)?;
-    let leaf = certs.remove(0);
-    certs.extend(pool.iter().cloned());
-    let issuer = pki::find_issuer(&leaf, &certs).map_err(|e| format!("{}: {e}", chain.display()))?.clone();
-    Ok((leaf, issuer))
-}
-
-fn load_pool(cas: &[PathBuf]) -> Result<Vec<X509>, String> {
-    let mut pool = Vec::new();
-    for p in cas {
-        pool.extend(read_certs(p)?);
-    }
-    Ok(pool)
-}
-
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Pin { policy: policy_path, out, cas, generation, chains } => {
-            let loaded = policy::load(&policy_path)?;
-            for d in &loaded.diagnostics {
-                eprintln!("warning: {d}");
-            }
-            let allowed = loaded.policy.names().into_iter().map(str::to_owned).collect::<Vec<_>>();
-            let pool = load_pool(&cas)?;
-            let mut names: BTreeMap<String, NameEntry> = BTreeMap::new();
-            for chain in &chains {
-                let (leaf, issuer) = leaf_and_issuer(chain, &pool)?;
-                let pin = Pin::new(&leaf, &issuer).map_err(|e| format!("{}: {e}", chain.display()))?;
-                let mut pinned_any = false;
-                for san in pki::san_dns_names(&leaf) {
-                    let Ok(n) = rlm_rust::name::normalize(&san) else {
-                        continue;
-                    };
-                    if allowed.contains(&n) {
-                        names.entry(n.clone()).or_default().pins.push(pin.clone());
-                        println!("pinned {n} <- {} (sha256 {})", chain.display(), hex::encode(&pin.sha256));
-                        pinned_any = true;
-                    }
-                }
-                if !pinned_any {
-                    eprintln!("warning: {}: no SAN dNSName of this certificate is in the policy", chain.display());
-                }
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let map = TrustMap::new(loaded.policy, names, generation, now);
-            map.write_atomic(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-            println!("wrote {} ({} names, {} pins)", out.display(), map.name_count(), map.pin_count());
-            Ok(ExitCode::SUCCESS)
+        Command::Map { policy, out, key, generation, certificates } => {
+            write_map(&policy, &out, key, generation, &certificates)
         }
-        Command::Explain { trust_map, name, ssid, cas, chain } => {
-            let map = TrustMap::load(&trust_map).map_err(|e| e.to_string())?;
-            let pool = load_pool(&cas)?;
-            let (leaf, issuer) = leaf_and_issuer(&chain, &pool)?;
-            let (c, i) = (
-                FreeradiusAttrs::of(&leaf).map_err(|e| e.to_string())?,
-                FreeradiusAttrs::of(&issuer).map_err(|e| e.to_string())?,
-            );
-            let sans: Vec<&str> = c.san_dns.iter().map(String::as_str).collect();
-            let station = format!("00-00-00-00-00-00:{ssid}");
-            let req = Request {
-                user_name: Some(&name),
-                called_station_id: Some(&station),
-                cert: PresentedCert {
-                    serial: Some(&c.serial),
-                    subject: Some(&c.subject),
-                    issuer: Some(&c.issuer),
-                    valid_since: Some(&c.valid_since),
-                    expiration: Some(&c.expiration),
-                    authority_key_id: Some(&c.authority_key_id).filter(|s| !s.is_empty()).map(|s| s.as_str()),
-                    san_dns: &sans,
-                    ca_serial: Some(&i.serial),
-                    ca_subject: Some(&i.subject),
-                    ca_issuer: Some(&i.issuer),
-                    ca_valid_since: Some(&i.valid_since),
-                    ca_expiration: Some(&i.expiration),
-                },
-            };
-            println!("certificate: subject {} issuer {} serial {}", c.subject, c.issuer, c.serial);
-            match check(Some(&map), &req) {
-                Decision::Accept { reply } => {
-                    println!("accept: {name} on SSID {ssid}");
-                    for r in reply {
-                        println!("  reply {} = {}", r.attribute, r.value);
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Decision::Reject(reason) => {
-                    println!("reject: {reason}");
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
+        Command::Explain { trust_map, name, ssid, cas, chain } => explain(&trust_map, &name, &ssid, &cas, &chain),
         Command::Sync { config, instance, raddb, overrides, write, names } => {
             sync_once(&config, instance.as_deref(), &raddb, &overrides, write, names)
         }
@@ -210,18 +129,119 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("SSID {ssid}: {} members, {} reply attributes", role.members.len(), role.reply.len());
             }
             for (name, entry) in map.entries() {
-                for pin in &entry.pins {
-                    println!(
-                        "{name}: serial {} issuer {} sha256 {}",
-                        hex::encode(&pin.serial),
-                        pin.issuer,
-                        hex::encode(&pin.sha256)
-                    );
+                for a in &entry.associations {
+                    println!("{name}: {a}");
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn write_map(
+    policy_path: &Path,
+    out: &Path,
+    key: bool,
+    generation: u64,
+    files: &[PathBuf],
+) -> Result<ExitCode, String> {
+    let loaded = policy::load(policy_path)?;
+    for d in &loaded.diagnostics {
+        eprintln!("warning: {d}");
+    }
+    let allowed = loaded.policy.names().into_iter().map(str::to_owned).collect::<Vec<_>>();
+    let mut names: BTreeMap<String, NameEntry> = BTreeMap::new();
+    for file in files {
+        let leaf = read_certs(file)?.remove(0);
+        let (selector, data) = if key {
+            (Selector::Spki, pki::spki_der(&leaf).map_err(|e| format!("{}: {e}", file.display()))?)
+        } else {
+            (Selector::Cert, leaf.to_der().map_err(|e| format!("{}: {e}", file.display()))?)
+        };
+        let association = Association::from_data(Usage::DaneEe, selector, Matching::Full, &data, None)?;
+        let mut used = false;
+        for san in pki::san_dns_names(&leaf) {
+            let Ok(n) = rlm_rust::name::normalize(&san) else {
+                continue;
+            };
+            if allowed.contains(&n) {
+                println!("{n} <- {} ({association})", file.display());
+                names.entry(n).or_default().associations.push(association.clone());
+                used = true;
+            }
+        }
+        if !used {
+            eprintln!("warning: {}: no SAN dNSName of this certificate is in the policy", file.display());
+        }
+    }
+    let map = TrustMap::new(loaded.policy, names, generation, rlm_rust::sync::unix_now());
+    map.write_atomic(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "wrote {} ({} names, {} certificate associations)",
+        out.display(),
+        map.name_count(),
+        map.association_count()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(trust_map: &Path, name: &str, ssid: &str, cas: &[PathBuf], chain: &Path) -> Result<ExitCode, String> {
+    let map = TrustMap::load(trust_map).map_err(|e| e.to_string())?;
+    let mut anchors = Vec::new();
+    for p in cas {
+        anchors.extend(read_certs(p)?);
+    }
+    if cas.is_empty() {
+        for pem in map.cas().values() {
+            anchors.extend(pki::parse_pem_chain(pem.as_bytes()).map_err(|e| format!("trust map CA set: {e}"))?);
+        }
+    }
+    let mut sent = read_certs(chain)?;
+    let leaf = sent.remove(0);
+    println!(
+        "certificate: {} (sha256 {})",
+        pki::oneline(leaf.subject_name()),
+        hex::encode(leaf.digest(openssl::hash::MessageDigest::sha256()).map_err(|e| e.to_string())?)
+    );
+    let verified = match pki::verify_chain(&leaf, &sent, &anchors) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("reject: TLS would refuse the handshake: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let via: Vec<String> = verified.iter().skip(1).map(|c| pki::oneline(c.subject_name())).collect();
+    println!(
+        "TLS verifies it via {}",
+        if via.is_empty() { "itself (trust anchor)".to_string() } else { via.join(" <- ") }
+    );
+    let captured = CapturedChain::of(&verified).map_err(|e| e.to_string())?;
+    let station = format!("00-00-00-00-00-00:{ssid}");
+    captured.with_presented(|cert| {
+        let normal = rlm_rust::name::normalize(name).unwrap_or_default();
+        let matched =
+            cert.as_ref().ok().and_then(|c| map.associations(&normal).iter().find(|a| a.matches(c, &normal)).cloned());
+        let req = Request { user_name: Some(name), called_station_id: Some(&station), cert };
+        match check(Some(&map), &req) {
+            Decision::Accept { reply } => {
+                println!("accept: {name} on SSID {ssid}");
+                if let Some(a) = matched {
+                    println!("  matched association {a}");
+                }
+                for r in reply {
+                    println!("  reply {} = {}", r.attribute, r.value);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Decision::Reject(reason) => {
+                println!("reject: {reason}");
+                for a in map.associations(&normal) {
+                    println!("  published: {a}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
 }
 
 fn sync_once(
@@ -257,18 +277,18 @@ fn sync_once(
         for r in &reports {
             print!("{r}");
         }
-        let pinned = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
-        println!("{} names looked up in {:.2?}: {pinned} pinned", names.len(), started.elapsed());
+        let published = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
+        println!("{} names looked up in {:.2?}: {published} published", names.len(), started.elapsed());
         if write {
             let map = engine.publish()?;
             println!(
-                "wrote {} (generation {}, {} names, {} pins)",
+                "wrote {} (generation {}, {} names, {} certificate associations)",
                 cfg.trust_map.display(),
                 map.generation,
                 map.name_count(),
-                map.pin_count()
+                map.association_count()
             );
         }
-        Ok(if pinned == names.len() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(if published == names.len() { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
 }

@@ -71,6 +71,8 @@ pub struct Spec {
     pub not_after: i64,
     /// Adds a critical extension OpenSSL does not know.
     pub unknown_critical: bool,
+    /// None: a random serial.
+    pub serial: Option<Vec<u8>>,
 }
 
 fn subject(o: &str, cn: &str) -> Vec<(String, String)> {
@@ -94,6 +96,7 @@ impl Spec {
             not_before: t - 3600,
             not_after: t + 365 * DAY,
             unknown_critical: false,
+            serial: None,
         }
     }
 
@@ -113,6 +116,7 @@ impl Spec {
             not_before: t - 3600,
             not_after: t + 90 * DAY,
             unknown_critical: false,
+            serial: None,
         }
     }
 
@@ -175,7 +179,10 @@ pub fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
     let mut b = X509Builder::new().expect("builder");
     b.set_version(2).expect("v3");
     let mut serial = BigNum::new().expect("bn");
-    serial.rand(120, MsbOption::MAYBE_ZERO, false).expect("rand");
+    match &spec.serial {
+        Some(bytes) => serial = BigNum::from_slice(bytes).expect("serial"),
+        None => serial.rand(120, MsbOption::MAYBE_ZERO, false).expect("rand"),
+    }
     b.set_serial_number(&serial.to_asn1_integer().expect("serial")).expect("serial");
     b.set_subject_name(&name).expect("subject");
     match issuer {

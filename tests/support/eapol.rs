@@ -36,6 +36,10 @@ pub struct Supplicant {
     pub timeout_secs: u32,
     /// Extra environment for eapol_test (e.g. `IOTSAFE_READER` for a PKCS#11 module).
     pub env: Vec<(String, String)>,
+    /// Re-authentications after the first (`eapol_test -r`): TLS session resumption.
+    pub reauths: u32,
+    /// Offer TLS 1.3 (wpa_supplicant disables it for EAP-TLS unless told otherwise).
+    pub tls13: bool,
 }
 
 impl Supplicant {
@@ -54,12 +58,26 @@ impl Supplicant {
             called_station_id: Some(format!("{AP_MAC_DASHES}:{ssid}")),
             timeout_secs: 15,
             env: Vec::new(),
+            reauths: 0,
+            tls13: false,
         }
     }
 
     /// Sets an environment variable for eapol_test.
     pub fn env(mut self, key: &str, value: &str) -> Supplicant {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Authenticates `n` more times on the same supplicant, which offers to resume.
+    pub fn reauths(mut self, n: u32) -> Supplicant {
+        self.reauths = n;
+        self
+    }
+
+    /// Offers TLS 1.3 (with `true`), which the server then picks if it allows it.
+    pub fn tls13(mut self, on: bool) -> Supplicant {
+        self.tls13 = on;
         self
     }
 
@@ -89,6 +107,11 @@ pub struct EapolResult {
     pub eap_success: bool,
     /// The supplicant was told EAP-Failure.
     pub eap_failure: bool,
+    /// Handshakes that resumed a TLS session (`resumed=1`), and that did not.
+    pub resumed: usize,
+    pub full_handshakes: usize,
+    /// The TLS versions the handshakes used, in order (`TLSv1.2`, `TLSv1.3`).
+    pub tls_versions: Vec<String>,
     /// None when eapol_test had to be killed at the harness' own deadline.
     pub exit_code: Option<i32>,
     pub output: String,
@@ -144,9 +167,10 @@ pub fn run(work_dir: &Path, port: u16, s: &Supplicant) -> EapolResult {
     std::fs::write(
         &conf,
         format!(
-            "{global}network={{\n\tkey_mgmt=WPA-EAP\n\teap=TLS\n\tidentity=\"{}\"\n\tca_cert=\"{}\"\n{credential}\teapol_flags=3\n}}\n",
+            "{global}network={{\n\tkey_mgmt=WPA-EAP\n\teap=TLS\n\tidentity=\"{}\"\n\tca_cert=\"{}\"\n{credential}\teapol_flags=3\n\tphase1=\"tls_disable_tlsv1_3={}\"\n}}\n",
             s.identity.replace('"', ""),
             quote(&s.ca_cert),
+            if s.tls13 { 0 } else { 1 },
         ),
     )
     .expect("write eapol.conf");
@@ -157,6 +181,9 @@ pub fn run(work_dir: &Path, port: u16, s: &Supplicant) -> EapolResult {
         .arg(&conf)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-s", "testing123"])
         .arg(format!("-t{}", s.timeout_secs));
+    if s.reauths > 0 {
+        cmd.arg(format!("-r{}", s.reauths));
+    }
     if let Some(csi) = &s.called_station_id {
         cmd.arg("-N").arg(format!("30:s:{csi}"));
     }
@@ -181,6 +208,13 @@ pub fn parse(exit_code: Option<i32>, output: String) -> EapolResult {
         access_reject: output.contains("(Access-Reject)"),
         eap_success: output.contains("EAP: Received EAP-Success") || output.contains("CTRL-EVENT-EAP-SUCCESS"),
         eap_failure: output.contains("EAP: Received EAP-Failure") || output.contains("CTRL-EVENT-EAP-FAILURE"),
+        resumed: output.matches("Handshake finished - resumed=1").count(),
+        full_handshakes: output.matches("Handshake finished - resumed=0").count(),
+        tls_versions: output
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("SSL: Using TLS version "))
+            .map(str::to_owned)
+            .collect(),
         exit_code,
         output,
     }

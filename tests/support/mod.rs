@@ -22,6 +22,7 @@ pub mod eapol;
 pub mod https;
 pub mod pki;
 pub mod radiusd;
+pub mod relay;
 pub mod stack;
 pub mod trustmap;
 

@@ -92,6 +92,10 @@ pub struct Options {
     pub post_auth_unlang: Option<String>,
     /// Extra files for mods-enabled/: (file name, contents). `${localstatedir}` etc. work.
     pub extra_modules: Vec<(String, String)>,
+    /// Extra files for sites-enabled/: (file name, contents).
+    pub extra_sites: Vec<(String, String)>,
+    /// Replaces text in the rendered eap-dane file: (from, to), each matching once.
+    pub eap_edits: Vec<(String, String)>,
     /// Use the commented `ca_file` (one bundle) instead of `ca_path`.
     pub ca_file: bool,
     /// Extra `key = value` lines for the `rust { }` section (e.g. the DNS sync options).
@@ -99,6 +103,14 @@ pub struct Options {
     /// Run `freeradius -X` (full debug log, what the assertions read). Benchmarks turn
     /// it off: debug logging costs more than the module.
     pub debug: bool,
+    /// `tls_max_version` of eap_dane's tls-config (None: as shipped).
+    pub tls_max_version: Option<&'static str>,
+    /// Replaces eap_dane's whole `cache { }` section (None: as shipped).
+    pub session_cache: Option<String>,
+    /// Write mods-enabled/rust (shipped: yes). `false` runs radiusd without rlm_rust at
+    /// all (no module, so no TLS hook either); it needs `post_auth` and `virtual_server`
+    /// off, which call the module.
+    pub rust_module: bool,
 }
 
 impl Default for Options {
@@ -110,9 +122,14 @@ impl Default for Options {
             reload_interval: "1.0".into(),
             post_auth_unlang: None,
             extra_modules: Vec::new(),
+            extra_sites: Vec::new(),
+            eap_edits: Vec::new(),
             ca_file: false,
             rust_options: Vec::new(),
             debug: true,
+            tls_max_version: None,
+            session_cache: None,
+            rust_module: true,
         }
     }
 }
@@ -155,6 +172,7 @@ impl Lab {
             &localstatedir.join("lib/rlm_rust"),
             &work,
             &root.join("log"),
+            &root.join("log/tlscache"),
             &root.join("run"),
         ] {
             std::fs::create_dir_all(d).expect("mkdir");
@@ -290,7 +308,15 @@ $INCLUDE sites-enabled/
                 "mods-available/rust",
             );
         }
-        write(&self.raddb.join("mods-enabled/rust"), &rust);
+        let module = self.raddb.join("mods-enabled/rust");
+        if o.rust_module {
+            write(&module, &rust);
+        } else {
+            assert!(!o.post_auth && !o.virtual_server, "without the rust module nothing may call it");
+            if module.exists() {
+                std::fs::remove_file(&module).expect("rm mods-enabled/rust");
+            }
+        }
 
         // mods-enabled/eap-dane
         let mut eap = shipped("mods-available/eap-dane");
@@ -305,6 +331,18 @@ $INCLUDE sites-enabled/
                 "\t\tca_file = ${certdir}/dane-ca.pem\n",
                 "mods-available/eap-dane",
             );
+        }
+        if let Some(v) = o.tls_max_version {
+            let line = eap.lines().find(|l| l.trim_start().starts_with("tls_max_version =")).expect("tls_max_version");
+            eap = replace_once(&eap, line, &format!("\t\ttls_max_version = \"{v}\""), "mods-available/eap-dane");
+        }
+        if let Some(cache) = &o.session_cache {
+            let start = eap.find("\t\tcache {\n").expect("cache section");
+            let end = start + eap[start..].find("\t\t}\n").expect("end of cache section") + 4;
+            eap.replace_range(start..end, cache);
+        }
+        for (from, to) in &o.eap_edits {
+            eap = replace_once(&eap, from, to, "mods-available/eap-dane");
         }
         write(&self.raddb.join("mods-enabled/eap-dane"), &eap);
         for (name, text) in &o.extra_modules {
@@ -327,6 +365,9 @@ $INCLUDE sites-enabled/
         };
         site = replace_once(&site, "\n\t\trust\n", &call, "sites-available/dane-eap-tls");
         write(&self.raddb.join("sites-enabled/dane-eap-tls"), &site);
+        for (name, text) in &o.extra_sites {
+            write(&self.raddb.join("sites-enabled").join(name), text);
+        }
         let vs = self.raddb.join("sites-enabled/check-eap-tls-dane");
         if o.virtual_server {
             write(&vs, &shipped("sites-available/check-eap-tls-dane"));
@@ -345,15 +386,14 @@ $INCLUDE sites-enabled/
         self.pki.device(&self.pki.meters_ca, stem, name)
     }
 
-    /// Writes the trust map at the shipped path with `rlm-rust pin`.
-    pub fn pin(&self, policy: &str, chains: &[&Path]) -> String {
-        self.pin_to(&self.trust_map, policy, chains)
+    /// Writes the trust map at the shipped path with `rlm-rust map`.
+    pub fn write_map(&self, policy: &str, certificates: &[&Path]) -> String {
+        self.write_map_to(&self.trust_map, policy, certificates)
     }
 
-    /// Writes a trust map at `out` with `rlm-rust pin` (both device CAs given as `--ca`).
-    pub fn pin_to(&self, out: &Path, policy: &str, chains: &[&Path]) -> String {
-        let cas = [self.pki.cars_ca.pem.as_path(), self.pki.meters_ca.pem.as_path()];
-        super::trustmap::pin(out, policy, &cas, chains)
+    /// Writes a trust map at `out` with `rlm-rust map`.
+    pub fn write_map_to(&self, out: &Path, policy: &str, certificates: &[&Path]) -> String {
+        super::trustmap::map(out, policy, certificates)
     }
 
     /// `device` claiming its own name on `ssid`, verifying radiusd against the server CA.
@@ -387,6 +427,13 @@ $INCLUDE sites-enabled/
     /// Starts `freeradius -X` and waits (bounded) for "Ready to process requests".
     /// A port taken meanwhile by someone else is retried with a new port.
     pub fn start(&mut self) -> Radiusd {
+        self.start_wrapped(&[])
+    }
+
+    /// Like [`Lab::start`], with `freeradius` run under `wrapper` (e.g. valgrind and its
+    /// options), which may make start-up much slower.
+    pub fn start_wrapped(&mut self, wrapper: &[&str]) -> Radiusd {
+        let limit = if wrapper.is_empty() { Duration::from_secs(30) } else { Duration::from_secs(180) };
         let mut last = String::new();
         for attempt in 0..4 {
             if attempt > 0 {
@@ -397,7 +444,15 @@ $INCLUDE sites-enabled/
             let f = File::create(&log).expect("log");
             let flags: &[&str] =
                 if self.opts.debug { &["-X", "-f", "-l", "stdout", "-d"] } else { &["-f", "-l", "stdout", "-d"] };
-            let child = Command::new("freeradius")
+            let mut cmd = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg("freeradius");
+                    c
+                }
+                None => Command::new("freeradius"),
+            };
+            let child = cmd
                 .args(flags)
                 .arg(&self.raddb)
                 .env_remove("FR_LIBRARY_PATH")
@@ -407,9 +462,7 @@ $INCLUDE sites-enabled/
                 .spawn()
                 .expect("spawn freeradius");
             let mut rd = Radiusd { child: Some(child), log };
-            let ready = super::poll_until(Duration::from_secs(30), || {
-                rd.log().contains("Ready to process requests") || rd.exited()
-            });
+            let ready = super::poll_until(limit, || rd.log().contains("Ready to process requests") || rd.exited());
             let text = rd.log();
             if ready && text.contains("Ready to process requests") {
                 return rd;
@@ -418,7 +471,7 @@ $INCLUDE sites-enabled/
             if !(text.contains("Address already in use") || text.contains("Failed binding")) {
                 panic!(
                     "freeradius did not become ready{}:\n{text}",
-                    if ready { " (it exited)" } else { " within 30 s" }
+                    if ready { " (it exited)".to_string() } else { format!(" within {limit:?}") }
                 );
             }
             last = text;
@@ -509,6 +562,17 @@ impl Radiusd {
             Some(c) => !matches!(c.try_wait(), Ok(None)),
             None => true,
         }
+    }
+
+    /// Stops radiusd with SIGTERM and waits up to `limit` for it to exit; returns its exit
+    /// code (None when it had to be killed or died of a signal).
+    pub fn stop_waiting(&mut self, limit: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: plain kill(2) on the pid of our own child, not yet reaped.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        super::wait_bounded(&mut c, limit).and_then(|s| s.code())
     }
 
     /// Stops radiusd: SIGTERM, up to 5 s to exit, then SIGKILL. Idempotent.

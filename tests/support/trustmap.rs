@@ -1,4 +1,4 @@
-//! Trust maps for the harness, written by the real operator CLI (`rlm-rust pin`), the same
+//! Trust maps for the harness, written by the real operator CLI (`rlm-rust map`), the same
 //! way a static deployment writes them.
 
 use std::path::{Path, PathBuf};
@@ -48,30 +48,31 @@ pub fn line_policy(entries: &[(&str, &str)]) -> String {
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
-/// Writes `policy` next to `out` and runs `rlm-rust pin --policy <p> --out <out> [--ca ..] chains..`.
+/// Writes `policy` next to `out` and runs `rlm-rust map --policy <p> --out <out> certs..`.
 /// The CLI writes `out` atomically (temp name + rename), like the sync does. Panics (with
 /// the CLI's output) when it fails.
-pub fn pin(out: &Path, policy: &str, cas: &[&Path], chains: &[&Path]) -> String {
+pub fn map(out: &Path, policy: &str, certificates: &[&Path]) -> String {
     let n = N.fetch_add(1, Ordering::SeqCst);
     let dir = out.parent().expect("trust map dir");
     std::fs::create_dir_all(dir).expect("trust map dir");
     let policy_path = dir.join(format!("policy-{n}.txt"));
     std::fs::write(&policy_path, policy).expect("write policy");
     let mut cmd = Command::new(cli());
-    cmd.arg("pin").arg("--policy").arg(&policy_path).arg("--out").arg(out);
-    for ca in cas {
-        cmd.arg("--ca").arg(ca);
-    }
-    cmd.args(chains);
+    cmd.arg("map").arg("--policy").arg(&policy_path).arg("--out").arg(out);
+    cmd.args(certificates);
     let (ok, output) = run(cmd);
-    assert!(ok, "rlm-rust pin failed:\n{output}");
+    assert!(ok, "rlm-rust map failed:\n{output}");
     output
 }
 
-/// Runs `rlm-rust explain`; returns (exit ok, output).
-pub fn explain(trust_map: &Path, name: &str, ssid: &str, chain: &Path) -> (bool, String) {
+/// Runs `rlm-rust explain` with trust anchors `cas`; returns (exit ok, output).
+pub fn explain(trust_map: &Path, name: &str, ssid: &str, cas: &[&Path], chain: &Path) -> (bool, String) {
     let mut cmd = Command::new(cli());
-    cmd.arg("explain").arg("--trust-map").arg(trust_map).args(["--name", name, "--ssid", ssid]).arg(chain);
+    cmd.arg("explain").arg("--trust-map").arg(trust_map).args(["--name", name, "--ssid", ssid]);
+    for ca in cas {
+        cmd.arg("--ca").arg(ca);
+    }
+    cmd.arg(chain);
     run(cmd)
 }
 

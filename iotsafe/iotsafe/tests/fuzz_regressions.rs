@@ -1,4 +1,4 @@
-//! Replays the IoT SAFE fuzz inputs without libFuzzer (issue 5 item 4): every seed in
+//! Replays the IoT SAFE fuzz inputs without libFuzzer: every seed in
 //! `fuzz/corpus/iotsafe_*/` and every crashing input kept in `fuzz/regressions/iotsafe_*/`
 //! (at the repository top) goes through the invariant functions the cargo-fuzz targets
 //! run (`fuzz/src/iot.rs`), so a bug a fuzzer found stays fixed without cargo-fuzz.
