@@ -9,7 +9,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::pki::{LeafSpec, CAR54, METER7};
+use openssl::x509::X509;
+use support::pki::{Device, LeafSpec, CAR54, METER7};
 use support::stack::{Stack, CARS, METERS, TTL};
 
 const CARS_WIFI: &str = "Cars-WiFi";
@@ -38,7 +39,7 @@ fn published_device_is_accepted_and_cross_domain_certificate_rejected() {
     let car54 = st.lab.cars_device("car54", CAR54);
     let meter7 = st.lab.meters_device("meter7", METER7);
     // Org B's CA issues a certificate for org A's name: TLS will accept it (org B's CA is
-    // in the CA set for org B's own devices); the pin check must not.
+    // in the CA set for org B's own devices); the certificate binding must not.
     let forged = st.lab.meters_device("car54-forged", CAR54);
     st.publish(CARS, &car54);
     st.publish(METERS, &meter7);
@@ -55,7 +56,7 @@ fn published_device_is_accepted_and_cross_domain_certificate_rejected() {
 
     let mark = rd.mark();
     st.lab.eapol(&st.lab.supplicant(&forged, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=certificate matches no pin of the name", Duration::from_secs(5));
+    rd.wait_for(mark, "reason=certificate matches no association of the name", Duration::from_secs(5));
 
     // The CA set on disk was written by the sync, in OpenSSL hashed form.
     let ca_files = std::fs::read_dir(st.lab.certdir.join("dane-ca")).unwrap().count();
@@ -84,7 +85,7 @@ fn removed_tlsa_record_revokes_within_its_ttl_and_republishing_restores() {
 
     let mark = rd.mark();
     st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=name has no published certificate", Duration::from_secs(5));
+    rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
 
     st.publish(CARS, &car54);
     st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
@@ -170,7 +171,7 @@ fn iot_registry_entry_is_required_and_revocable() {
     assert!(delay <= revocation_bound() + Duration::from_secs(u64::from(TTL)), "took {delay:?}");
     let mark = rd.mark();
     st.lab.eapol(&st.lab.supplicant(&car60, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=name has no published certificate", Duration::from_secs(5));
+    rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
 }
 
 #[test]
@@ -238,9 +239,204 @@ fn operator_cli_runs_one_sync_with_the_module_config_and_explains_each_name() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "not every name pinned -> exit 1\n{text}");
+    assert_eq!(out.status.code(), Some(1), "not every name published -> exit 1\n{text}");
     assert!(text.contains(&format!("{CAR54}: DNS secure")), "{text}");
-    assert!(text.contains("TLSA 4 0 0 (") && text.contains("pinned /O=Test Devices/CN=car54"), "{text}");
+    assert!(text.contains("TLSA 4 0 0 (") && text.contains(": published 4 0 0 sha256:"), "{text}");
+    assert!(text.contains("/O=Test Devices/CN=car54"), "{text}");
     assert!(text.contains(&format!("{missing}: DNS no-records")), "{text}");
-    assert!(text.contains("2 names looked up") && text.contains("1 pinned"), "{text}");
+    assert!(text.contains("2 names looked up") && text.contains("1 published"), "{text}");
+}
+
+/// Writes `issued`'s certificate and key for a supplicant (the chain file holds only the
+/// certificate: a self-signed device has nothing else to send).
+fn device_files(st: &Stack, stem: &str, name: &str, issued: &support::capki::Issued) -> Device {
+    let dir = &st.lab.work;
+    let (cert, key) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+    std::fs::write(&cert, issued.pem()).unwrap();
+    std::fs::write(&key, issued.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    Device { name: name.to_string(), cert: cert.clone(), key, chain: cert }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(openssl::sha::sha256(bytes))
+}
+
+/// DANE-EE with no CA at all ("put a key in DNS"): a self-signed device certificate
+/// published as `3 0 0` in a signed zone. The sync puts the certificate itself into the CA
+/// set as its own anchor, so the handshake completes, and the check binds to it.
+#[test]
+fn self_signed_dane_ee_device_is_admitted_end_to_end() {
+    if skip() {
+        return;
+    }
+    let mut st = Stack::new();
+    let name = "sensor1._device.cars.example";
+    let issued = support::capki::issue(&support::capki::Spec::leaf("Sensors", name), None);
+    let sensor = device_files(&st, "sensor1", name, &issued);
+    st.dns.set_tlsa(CARS, "sensor1._device", TTL, &format!("3 0 0 {}", hex::encode(issued.cert.to_der().unwrap())));
+    st.set_policy(&[(CARS_WIFI, name)]);
+    let rd = st.start();
+    st.wait_published(&rd, name, true, Duration::from_secs(20));
+    let ca_set: Vec<_> = std::fs::read_dir(st.lab.certdir.join("dane-ca")).unwrap().collect();
+    assert_eq!(ca_set.len(), 1, "the self-signed certificate is the whole CA set");
+
+    let mark = rd.mark();
+    st.lab.eapol(&st.lab.supplicant(&sensor, CARS_WIFI)).assert_accepted();
+    rd.wait_for(mark, &format!("accept name={name} ssid={CARS_WIFI}"), Duration::from_secs(5));
+
+    // Another self-signed certificate for the same name (same subject, another key) gets
+    // through no TLS: it is not in the CA set.
+    let other = support::capki::issue(&support::capki::Spec::leaf("Sensors", name), None);
+    let other = device_files(&st, "sensor1-other", name, &other);
+    st.lab.eapol(&st.lab.supplicant(&other, CARS_WIFI)).assert_rejected_with_eap_failure();
+}
+
+/// Digest records: `3 1 1` (the key), `3 0 1` and `3 0 2` (the certificate) are matched
+/// against the captured digests; the devices' CA is in the CA set through another name's
+/// PKIX-CD record. A certificate from another CA for the same name is refused.
+#[test]
+fn dane_ee_digest_records_match_the_captured_certificate() {
+    if skip() {
+        return;
+    }
+    let mut st = Stack::new();
+    let car54 = st.lab.cars_device("car54", CAR54);
+    st.publish(CARS, &car54);
+    let names = ["car61._device.cars.example", "car62._device.cars.example", "car63._device.cars.example"];
+    let devices: Vec<Device> =
+        names.iter().zip(["car61", "car62", "car63"]).map(|(n, stem)| st.lab.cars_device(stem, n)).collect();
+    let der = |d: &Device| X509::from_pem(&std::fs::read(&d.cert).unwrap()).unwrap();
+    let spki = rlm_rust::pki::spki_der(&der(&devices[0])).unwrap();
+    st.dns.set_tlsa(CARS, "car61._device", TTL, &format!("3 1 1 {}", sha256_hex(&spki)));
+    st.dns.set_tlsa(CARS, "car62._device", TTL, &format!("3 0 1 {}", sha256_hex(&der(&devices[1]).to_der().unwrap())));
+    let sha512 = hex::encode(openssl::sha::sha512(&der(&devices[2]).to_der().unwrap()));
+    st.dns.set_tlsa(CARS, "car63._device", TTL, &format!("3 0 2 {sha512}"));
+    let mut policy = vec![(CARS_WIFI, CAR54)];
+    policy.extend(names.iter().map(|n| (CARS_WIFI, *n)));
+    st.set_policy(&policy);
+    // Org B's CA is in the CA set too (it issues for its own meter7).
+    let meter7 = st.lab.meters_device("meter7", METER7);
+    st.publish(METERS, &meter7);
+    policy.push((METERS_WIFI, METER7));
+    st.set_policy(&policy);
+    let rd = st.start();
+    for n in names.iter().chain([&METER7]) {
+        st.wait_published(&rd, n, true, Duration::from_secs(20));
+    }
+    for (name, device) in names.iter().zip(&devices) {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(device, CARS_WIFI)).assert_accepted();
+        rd.wait_for(mark, &format!("accept name={name} ssid={CARS_WIFI}"), Duration::from_secs(5));
+    }
+    let forged = st.lab.meters_device("car61-forged", names[0]);
+    let mark = rd.mark();
+    st.lab.eapol(&st.lab.supplicant(&forged, CARS_WIFI)).assert_rejected_with_eap_failure();
+    rd.wait_for(mark, "reason=certificate matches no association of the name", Duration::from_secs(5));
+}
+
+/// A CA withdrawn from DNS stays cached in the running radiusd's OpenSSL store (removed CA
+/// files are not forgotten until `ca_path_reload_interval`). Its DN and key id are then
+/// reused for a different key, which DNS publishes a device under. Whoever still holds the
+/// withdrawn CA's key can complete TLS through the stale copy, with a certificate copying
+/// every printed field of the new device, CA fields included; nothing it presents is
+/// admitted.
+#[test]
+fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
+    if skip() {
+        return;
+    }
+    let mut st = Stack::new();
+    let car54 = st.lab.cars_device("car54", CAR54);
+    st.publish(CARS, &car54);
+    st.set_policy(&[(CARS_WIFI, CAR54)]);
+    let rd = st.start();
+    st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
+    // A handshake loads the CA into radiusd's store.
+    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+
+    // Withdrawn: the device's record and the CA leave DNS and .well-known.
+    let old_ca = &st.lab.pki.cars_ca;
+    let well_known = st.docroot.join(".well-known/ca").join(support::stack::well_known_name(&old_ca.cert));
+    std::fs::remove_file(&well_known).unwrap();
+    st.withdraw(CARS, &car54);
+    st.wait_published(&rd, CAR54, false, Duration::from_secs(30));
+
+    // The identity is reused: same DN, key id, serial and validity, another key; a new
+    // device car99 is published under it and admitted.
+    let new_key = support::capki::ec_key();
+    let time = |t: &openssl::asn1::Asn1TimeRef| rlm_rust::pki::unix_time(t).unwrap();
+    let reused = support::capki::issue(
+        &support::capki::Spec {
+            ski: Some(old_ca.cert.subject_key_id().unwrap().as_slice().to_vec()),
+            serial: Some(old_ca.cert.serial_number().to_bn().unwrap().to_vec()),
+            not_before: time(old_ca.cert.not_before()),
+            not_after: time(old_ca.cert.not_after()),
+            subject: vec![
+                ("C".into(), "SE".into()),
+                ("O".into(), "Cars Org".into()),
+                ("CN".into(), "Cars Device CA".into()),
+            ],
+            ..support::capki::Spec::ca("x", "x").key(&new_key)
+        },
+        None,
+    );
+    assert_eq!(reused.cert.subject_name().try_cmp(old_ca.cert.subject_name()).unwrap(), std::cmp::Ordering::Equal);
+    assert_eq!(reused.cert.serial_number().to_bn().unwrap(), old_ca.cert.serial_number().to_bn().unwrap());
+    std::fs::write(&well_known, reused.pem()).unwrap();
+    let car99_name = "car99._device.cars.example";
+    let car99 = support::capki::issue(&support::capki::Spec::leaf("Test Devices", car99_name), Some(&reused));
+    st.dns.set_tlsa(CARS, "car99._device", TTL, &format!("4 0 0 {}", hex::encode(car99.cert.to_der().unwrap())));
+    st.set_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, car99_name)]);
+    st.wait_published(&rd, car99_name, true, Duration::from_secs(30));
+
+    // The old device, claiming its own (withdrawn) name: TLS still completes through the
+    // stale CA; the name has nothing published.
+    let mark = rd.mark();
+    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_rejected_with_eap_failure();
+    rd.wait_for(
+        mark,
+        &format!("reject name={CAR54} ssid={CARS_WIFI} reason=name has no published"),
+        Duration::from_secs(5),
+    );
+
+    // The holder of the withdrawn CA's key mints a copy of car99's certificate (serial,
+    // subject, validity, key id, SAN) signed with it, claiming car99.
+    let copy_key = support::capki::ec_key();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(car99.cert.serial_number()).unwrap();
+    b.set_subject_name(car99.cert.subject_name()).unwrap();
+    b.set_issuer_name(car99.cert.issuer_name()).unwrap();
+    b.set_pubkey(&copy_key).unwrap();
+    b.set_not_before(car99.cert.not_before()).unwrap();
+    b.set_not_after(car99.cert.not_after()).unwrap();
+    let exts = openssl::x509::extension::ExtendedKeyUsage::new().client_auth().build().unwrap();
+    b.append_extension(exts).unwrap();
+    b.append_extension(openssl::x509::extension::BasicConstraints::new().critical().build().unwrap()).unwrap();
+    b.append_extension(openssl::x509::extension::KeyUsage::new().critical().digital_signature().build().unwrap())
+        .unwrap();
+    let san = openssl::x509::extension::SubjectAlternativeName::new()
+        .dns(car99_name)
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    let aki = openssl::x509::extension::AuthorityKeyIdentifier::new()
+        .keyid(true)
+        .build(&b.x509v3_context(Some(&old_ca.cert), None))
+        .unwrap();
+    b.append_extension(aki).unwrap();
+    b.sign(&old_ca.key, openssl::hash::MessageDigest::sha256()).unwrap();
+    let copy = support::capki::Issued { cert: b.build(), key: copy_key };
+    let copy = device_files(&st, "car99-copy", car99_name, &copy);
+    let mark = rd.mark();
+    st.lab.eapol(&st.lab.supplicant(&copy, CARS_WIFI)).assert_rejected_with_eap_failure();
+    let log = rd.wait_reply_logged(mark);
+    assert!(log.contains("captured the presented certificate"), "TLS refused it, so the stale CA was not used:\n{log}");
+    assert!(
+        log.contains(&format!(
+            "reject name={car99_name} ssid={CARS_WIFI} reason=certificate matches no association of the name"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains(&format!("accept name={car99_name}")), "{log}");
 }
