@@ -5,11 +5,15 @@
 #      (build-images.sh: debootstrap'd base reused by content hash, docker build layers cached)
 #   2. generate the deployment (harness/gen.sh): test PKI, DNSSEC zones, policy, configs
 #   3. scenarios, each asserting the RADIUS outcome (eapol_test) AND the module's log line in
-#      the radiusd container's log:
-#        dpkg -i on a fresh bookworm container + enabling the module -> freeradius -XC passes
-#        accept, other org, cross-domain reject, SSID policy, IoT Registry, revocation
-#        within TTL, SIM-held key (PKCS#11 engine -> iotsafe container's pcscd + simulator),
-#        CA server cut off, DNS down, radiusd restart while DNS is down, DNS back
+#      the radiusd container's log, including the digest of the certificate the TLS hook
+#      captured (cert=<first 8 bytes of its SHA-256>, which must be the one the device sent):
+#        dpkg -i on a fresh bookworm container + enabling the module -> freeradius -XC passes,
+#        and refuses to start when the TLS context to hook does not exist
+#        TLS hook installed, accept, other org, cross-domain reject, SSID policy, TLS 1.2
+#        session resumption (eapol_test -r 1, checked on the cached capture), IoT Registry,
+#        revocation within TTL, SIM-held key (PKCS#11 engine -> iotsafe container's pcscd +
+#        simulator), CA server cut off, DNS down, radiusd restart while DNS is down, DNS back,
+#        restart over a version 1 (pin-era) persisted trust map
 #   4. a table scenario -> expected -> result, timings; exit 1 on any failure.
 #   Teardown (compose down, volumes, network) always runs; container logs are kept in
 #   target/container-harness/logs/.
@@ -105,11 +109,14 @@ fail_setup() { # a step the scenarios depend on failed
 # counts are not stable between two calls; --since is.
 rmark() { date -u +%Y-%m-%dT%H:%M:%S.%NZ; }
 # wait_log MARK PATTERN [SECONDS]: the fixed string appears in the radiusd log after MARK.
+# (grep reads to the end, never -q: with pipefail, `docker logs` killed by SIGPIPE when grep
+# -q stops at the first match would fail the pipeline whenever more than a pipe buffer of
+# log follows the match.)
 wait_log() {
   local mark=$1 pat=$2 limit=${3:-5} t
   t=$(now)
   while :; do
-    docker logs --since "$mark" "$PROJECT-radiusd" 2>&1 | grep -qF -- "$pat" && return 0
+    docker logs --since "$mark" "$PROJECT-radiusd" 2>&1 | grep -F -- "$pat" >/dev/null && return 0
     awk -v a="$t" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }' && return 1
     sleep 0.2
   done
@@ -149,7 +156,9 @@ set_policy() { # set_policy "SSID|name"... (atomic replace: the module polls the
   mv "$W/radiusd/policy.txt.tmp" "$W/radiusd/policy.txt"
 }
 
-# eap STEM IDENTITY SSID [engine]: one EAP-TLS authentication from the supplicant container.
+# eap STEM IDENTITY SSID [files|engine|resume]: one EAP-TLS authentication from the
+# supplicant container ("resume": TLS 1.2 only, then one re-authentication on the same
+# supplicant, eapol_test -r 1, which offers to resume the TLS session).
 # Sets EAP (accept | reject | other) and EAP_LOG (eapol_test's output, kept in $W/eapol).
 EAP_N=0
 eap() {
@@ -157,7 +166,7 @@ eap() {
   EAP_N=$((EAP_N + 1))
   conf=$W/eapol/$EAP_N-$stem.conf
   EAP_LOG=$W/eapol/$EAP_N-$stem.log
-  local envs=()
+  local envs=() args=() phase1=
   if [ "$mode" = engine ]; then
     # The key stays on the (simulated) SIM: pkcs11 engine -> libiotsafe_pkcs11.so -> pcscd.
     cat >"$conf" <<EOF
@@ -177,6 +186,11 @@ network={
 EOF
     envs=(-e "IOTSAFE_READER=IoTSAFE Sim 00 00")
   else
+    if [ "$mode" = resume ]; then
+      args=(-r 1)
+      phase1='	phase1="tls_disable_tlsv1_3=1"
+'
+    fi
     cat >"$conf" <<EOF
 network={
 	key_mgmt=WPA-EAP
@@ -185,13 +199,13 @@ network={
 	ca_cert="/pki/server-ca.pem"
 	client_cert="/pki/$stem.chain.pem"
 	private_key="/pki/$stem.key"
-	eapol_flags=3
+${phase1}	eapol_flags=3
 }
 EOF
   fi
   chmod 0644 "$conf"
   docker exec "${envs[@]}" "$PROJECT-supplicant" timeout 45 eapol_test -c "/eapol/$(basename "$conf")" \
-    -a "$RLMH_RADIUS_IP" -p 1812 -s testing123 -t 15 -N "30:s:00-00-00-00-00-01:$ssid" >"$EAP_LOG" 2>&1
+    -a "$RLMH_RADIUS_IP" -p 1812 -s testing123 -t 15 -N "30:s:00-00-00-00-00-01:$ssid" "${args[@]}" >"$EAP_LOG" 2>&1
   rc=$?
   local success=no failure=no
   grep -q "EAP: Received EAP-Success\|CTRL-EVENT-EAP-SUCCESS" "$EAP_LOG" && success=yes
@@ -221,10 +235,19 @@ expect() {
     record "$name" "$what" fail "$want, but no '$pat' in the radiusd log"
     return 1
   fi
-  record "$name" "$what" ok "$want; log '${pat#rlm_rust\[rust\]: }'"
+  record "$name" "$what" ok "$want; log '$(printf '%s' "${pat#rlm_rust\[rust\]: }" | sed 's/ ($//')'"
 }
-accept_line() { echo "rlm_rust[rust]: accept name=$1 ssid=$2"; }
-reject_line() { echo "rlm_rust[rust]: reject name=$1 ssid=$2 reason=$3"; }
+# The module's decision lines. CERT is the PEM file of the certificate the device sends:
+# the line must name it by its digest (what the TLS hook captured), followed by " (" for a
+# full handshake (every eapol_test run starts with one) or " resumed (" for a session
+# restored from the TLS session cache.
+cert_hex() { openssl x509 -in "$1" -outform DER | sha256sum | cut -c1-16; }
+accept_line() { # accept_line NAME SSID CERT [resumed]
+  echo "rlm_rust[rust]: accept name=$1 ssid=$2 cert=$(cert_hex "$3")${4:+ $4} ("
+}
+reject_line() { # reject_line NAME SSID REASON CERT
+  echo "rlm_rust[rust]: reject name=$1 ssid=$2 reason=$3 cert=$(cert_hex "$4") ("
+}
 
 # ================================================================================
 exec 9>/tmp/rlm-container-harness.lock
@@ -269,15 +292,39 @@ docker run --rm --network none -v "$deb:/tmp/rlm-rust.deb:ro" -v "$W/radiusd:/de
   ln -s ../sites-available/dane-eap-tls sites-enabled/dane-eap-tls
   ln -s ../sites-available/check-eap-tls-dane sites-enabled/check-eap-tls-dane
   install -m 0640 -g freerad /deploy/server.pem /deploy/server.key certs/
-  freeradius -XC' >"$out/dpkg-xc.log" 2>&1
+  echo "tlscache: $(stat -c "%U:%G %a" /var/log/freeradius/tlscache)"
+  freeradius -XC
+  # The hook is not optional: naming a tls-config eap_dane does not have must stop radiusd.
+  sed -i -e "/^[[:space:]]*tls_config[[:space:]]*=/d" -e "/^rust {/a\\\ttls_config = no-such-tls-config" \
+    mods-available/rust
+  echo "=== -XC with tls_config = no-such-tls-config"
+  if freeradius -XC; then echo "HOOK-REFUSAL: started"; else echo "HOOK-REFUSAL: refused rc=$?"; fi' \
+  >"$out/dpkg-xc.log" 2>&1
 rc=$?
-if [ $rc = 0 ] && grep -q "Configuration appears to be OK" "$out/dpkg-xc.log" \
-  && grep -q 'Instantiating module "rust"' "$out/dpkg-xc.log"; then
+first=$(sed '/^=== -XC with tls_config/q' "$out/dpkg-xc.log")
+second=$(sed -n '/^=== -XC with tls_config/,$p' "$out/dpkg-xc.log")
+if [ $rc = 0 ] && grep -q "Configuration appears to be OK" <<<"$first" \
+  && grep -q 'Instantiating module "rust"' <<<"$first" \
+  && grep -qF "rlm_rust: verification hook installed on eap_dane/tls-common" <<<"$first"; then
   record "dpkg -i + enable on fresh bookworm" "freeradius -XC: Configuration appears to be OK" ok \
-    "module instantiated, config OK"
+    "module instantiated, TLS hook on eap_dane/tls-common, config OK"
 else
   record "dpkg -i + enable on fresh bookworm" "freeradius -XC: Configuration appears to be OK" fail \
     "rc=$rc, see $out/dpkg-xc.log"
+fi
+if grep -qx "tlscache: freerad:freerad 700" <<<"$first"; then
+  record "dpkg -i: TLS session cache directory" "/var/log/freeradius/tlscache freerad:freerad 0700" ok "created by postinst"
+else
+  record "dpkg -i: TLS session cache directory" "/var/log/freeradius/tlscache freerad:freerad 0700" fail \
+    "$(grep '^tlscache:' <<<"$first" || echo "no such directory"), see $out/dpkg-xc.log"
+fi
+if grep -q "^HOOK-REFUSAL: refused" <<<"$second" \
+  && grep -qF 'tls_config = "no-such-tls-config": eap eap_dane has no "tls-config no-such-tls-config { }" section' <<<"$second"; then
+  record "dpkg -i: no TLS context to hook" "freeradius -XC refuses to start, names the option" ok \
+    "refused: tls_config = \"no-such-tls-config\""
+else
+  record "dpkg -i: no TLS context to hook" "freeradius -XC refuses to start, names the option" fail \
+    "$(grep '^HOOK-REFUSAL' <<<"$second" || echo "no result"), see $out/dpkg-xc.log"
 fi
 timing "scenario dpkg -i + -XC" "$(since "$t")"
 
@@ -293,6 +340,11 @@ chmod 0644 "$W/radiusd/anchors.dnskey"
 mark=$(rmark)
 "${COMPOSE[@]}" up -d radiusd supplicant >>"$out/up.log" 2>&1 || fail_setup "compose up" "stack up" "radiusd/supplicant"
 wait_log "$mark" "Ready to process requests" 30 || fail_setup "radiusd up" "Ready to process requests" "radiusd did not start"
+if wait_log "$mark" "rlm_rust: verification hook installed on eap_dane/tls-common" 1; then
+  record "radiusd: TLS hook installed at instantiate" "log: verification hook installed on eap_dane/tls-common" ok "hooked"
+else
+  record "radiusd: TLS hook installed at instantiate" "log: verification hook installed on eap_dane/tls-common" fail "no such line"
+fi
 ok=1
 for n in "$CAR54" "$METER7" "$REG1"; do wait_published "$n" yes 30 >/dev/null || ok=0; done
 [ $ok = 1 ] || fail_setup "first sync" "$CAR54, $METER7, $REG1 published" "not published within 30 s"
@@ -307,22 +359,60 @@ else
 fi
 
 t=$(now)
-expect "accept: car54 (Cars CA) on $CARS" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
-expect "accept: meter7 (Meters CA) on $METERS" meter7 "$METER7" "$METERS" accept "$(accept_line "$METER7" "$METERS")"
+expect "accept: car54 (Cars CA) on $CARS" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")"
+expect "accept: meter7 (Meters CA) on $METERS" meter7 "$METER7" "$METERS" accept \
+  "$(accept_line "$METER7" "$METERS" "$W/pki/meter7.pem")"
+# The hook captured the forged certificate (its digest is in the line), not car54's.
 expect "cross-domain: Meters CA cert for car54" car54-forged "$CAR54" "$CARS" reject \
-  "$(reject_line "$CAR54" "$CARS" "certificate matches no pin of the name")"
+  "$(reject_line "$CAR54" "$CARS" "certificate matches no association of the name" "$W/pki/car54-forged.pem")"
 expect "SSID policy: car54 on $METERS" car54 "$CAR54" "$METERS" reject \
-  "$(reject_line "$CAR54" "$METERS" "name not allowed on SSID")"
-expect "IoT Registry: reg1 listed" reg1 "$REG1" "$CARS" accept "$(accept_line "$REG1" "$CARS")"
+  "$(reject_line "$CAR54" "$METERS" "name not allowed on SSID" "$W/pki/car54.pem")"
+timing "scenarios: accept/reject" "$(since "$t")"
+
+# TLS 1.2 session resumption: the re-authentication resumes the session (no certificate is
+# sent or verified), and the check binds to the capture FreeRADIUS restored from its
+# session cache (persist_dir ${logdir}/tlscache): same certificate digest, marked resumed.
+t=$(now)
+mark=$(rmark)
+eap car54 "$CAR54" "$CARS" resume
+res1=$(grep -c "Handshake finished - resumed=1" "$EAP_LOG")
+res0=$(grep -c "Handshake finished - resumed=0" "$EAP_LOG")
+accepts=$(grep -c "(Access-Accept)" "$EAP_LOG")
+what="2 Access-Accepts, resumed=1 + log: accept ... resumed"
+if [ "$EAP" != accept ] || [ "$res0" != 1 ] || [ "$res1" != 1 ] || [ "$accepts" != 2 ] \
+  || ! grep -q "SSL: Using TLS version TLSv1.2" "$EAP_LOG"; then
+  record "resumption: car54 re-auth (eapol_test -r 1)" "$what" fail \
+    "eapol_test: $EAP, full=$res0 resumed=$res1 accepts=$accepts, see $EAP_LOG"
+elif ! wait_log "$mark" "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")" 5 \
+  || ! wait_log "$mark" "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem" resumed)" 5; then
+  record "resumption: car54 re-auth (eapol_test -r 1)" "$what" fail \
+    "eapol_test resumed, but no full + resumed accept lines with cert=$(cert_hex "$W/pki/car54.pem") in the log"
+else
+  record "resumption: car54 re-auth (eapol_test -r 1)" "$what" ok \
+    "full + resumed accepted; log 'accept ... cert=$(cert_hex "$W/pki/car54.pem") resumed'"
+fi
+cached=$(docker exec "$PROJECT-radiusd" sh -c 'ls /var/log/freeradius/tlscache/*.asn1 2>/dev/null | wc -l')
+cache_mode=$(docker exec "$PROJECT-radiusd" stat -c "%U:%G %a" /var/log/freeradius/tlscache 2>/dev/null)
+if [ "${cached:-0}" -ge 1 ] && [ "$cache_mode" = "freerad:freerad 700" ]; then
+  record "resumption: session persisted in tlscache" "session file in /var/log/freeradius/tlscache (0700)" ok \
+    "$cached session file(s), $cache_mode"
+else
+  record "resumption: session persisted in tlscache" "session file in /var/log/freeradius/tlscache (0700)" fail \
+    "files: ${cached:-?}, dir: ${cache_mode:-missing}"
+fi
+timing "scenario TLS resumption" "$(since "$t")"
+
+t=$(now)
+expect "IoT Registry: reg1 listed" reg1 "$REG1" "$CARS" accept "$(accept_line "$REG1" "$CARS" "$W/pki/reg1.pem")"
 # Unlisting from the registry revokes like a TLSA removal.
 knotc_edit iotregistry.ca unset reg1.cars TLSA
 if took=$(wait_published "$REG1" no $((TTL + SLACK + 5))); then
   expect "IoT Registry: reg1 unlisted (gone in ${took}s)" reg1 "$REG1" "$CARS" reject \
-    "$(reject_line "$REG1" "$CARS" "name has no published certificate")"
+    "$(reject_line "$REG1" "$CARS" "name has no published certificate association" "$W/pki/reg1.pem")"
 else
   record "IoT Registry: reg1 unlisted" "dropped from the trust map, then reject" fail "still published after ${took}s"
 fi
-timing "scenarios: accept/reject" "$(since "$t")"
+timing "scenarios: IoT Registry" "$(since "$t")"
 
 # Revocation: TLSA removed -> the next auth after TTL + slack is rejected.
 t=$(now)
@@ -332,11 +422,11 @@ took=$(wait_published "$CAR54" no 15)
 left=$(awk -v a="$removed" -v b="$(now)" -v l="$((TTL + SLACK))" 'BEGIN { d = l - (b - a); print (d > 0 ? d : 0) }')
 sleep "$left"
 expect "revocation: TLSA removed, auth after TTL+${SLACK}s" car54 "$CAR54" "$CARS" reject \
-  "$(reject_line "$CAR54" "$CARS" "name has no published certificate")"
+  "$(reject_line "$CAR54" "$CARS" "name has no published certificate association" "$W/pki/car54.pem")"
 say "revocation: TLSA removed -> out of the trust map in ${took}s (TTL ${TTL}s)"
 publish cars.example car54._device "$W/pki/car54.pem"
 took=$(wait_published "$CAR54" yes 30)
-expect "re-published car54 accepted (${took}s)" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+expect "re-published car54 accepted (${took}s)" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")"
 timing "scenario revocation" "$(since "$t")"
 
 # SIM-held key: key generated on the card, CSR signed by the Cars CA, certificate written
@@ -344,8 +434,8 @@ timing "scenario revocation" "$(since "$t")"
 if [ "${RLMH_SKIP_SIM:-}" != 1 ]; then
   t=$(now)
   sim_ok=1
-  for _ in $(seq 1 75); do docker logs "$PROJECT-iotsafe" 2>&1 | grep -q '^READY' && break; sleep 0.2; done
-  docker logs "$PROJECT-iotsafe" 2>&1 | grep -q '^READY' || sim_ok=0
+  for _ in $(seq 1 75); do docker logs "$PROJECT-iotsafe" 2>&1 | grep '^READY' >/dev/null && break; sleep 0.2; done
+  docker logs "$PROJECT-iotsafe" 2>&1 | grep '^READY' >/dev/null || sim_ok=0
   if [ $sim_ok = 1 ]; then
     {
       docker exec "$PROJECT-iotsafe" iotsafe csr --key 01 --name "$SIM1" -o /sim/sim1.csr \
@@ -358,7 +448,8 @@ if [ "${RLMH_SKIP_SIM:-}" != 1 ]; then
     } >"$out/sim-enrol.log" 2>&1 || sim_ok=0
   fi
   if [ $sim_ok = 1 ] && wait_published "$SIM1" yes 30 >/dev/null; then
-    if expect "SIM-held key: sim1 via PKCS#11 engine" sim1 "$SIM1" "$CARS" accept "$(accept_line "$SIM1" "$CARS")" engine; then
+    if expect "SIM-held key: sim1 via PKCS#11 engine" sim1 "$SIM1" "$CARS" accept \
+      "$(accept_line "$SIM1" "$CARS" "$W/sim/sim1.pem")" engine; then
       if grep -q "TLS: Using private key from engine" "$EAP_LOG"; then
         record "SIM-held key: TLS signature made on the card" "eapol_test: private key from engine" ok "key never left the card"
       else
@@ -382,7 +473,7 @@ else
   mark=$(rmark)
   publish cars.example car56._device "$W/pki/car56.pem"
   sleep $((2 * TTL + SLACK))
-  expect "CA server cut off: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+  expect "CA server cut off: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")"
   line=$(docker logs --since "$mark" "$PROJECT-radiusd" 2>&1 | grep -F "rlm_rust[rust]: $CAR56: " | tail -1)
   if published "$CAR56"; then
     record "CA server cut off: car56 (new CA) not admitted" "not published; sync logs why" fail "car56 published without its CA"
@@ -401,7 +492,7 @@ docker network connect --ip "$RLMH_WEB_IP" "$NET" "$PROJECT-web"
 # A failed CA fetch is cached for 60 s (src/cafetch.rs DEFAULT_NEGATIVE_TTL, no option), so
 # recovery takes up to that plus one refresh.
 if took=$(wait_published "$CAR56" yes 90); then
-  expect "CA server back: car56 accepted (${took}s)" car56 "$CAR56" "$CARS" accept "$(accept_line "$CAR56" "$CARS")"
+  expect "CA server back: car56 accepted (${took}s)" car56 "$CAR56" "$CARS" accept "$(accept_line "$CAR56" "$CARS" "$W/pki/car56.pem")"
 else
   record "CA server back: car56 accepted" "published within 90 s, accept" fail "car56 not published after ${took}s"
 fi
@@ -413,7 +504,7 @@ mark=$(rmark)
 docker stop -t 5 "$PROJECT-dns" >/dev/null
 sleep $((TTL + SLACK + 1))
 if wait_log "$mark" "lookup failed, keeping last good" 10; then
-  expect "DNS down: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+  expect "DNS down: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")"
 else
   record "DNS down: car54 still accepted" "sync logs 'keeping last good', accept" fail "no 'lookup failed, keeping last good' in the log"
 fi
@@ -422,7 +513,7 @@ fi
 mark=$(rmark)
 docker restart -t 5 "$PROJECT-radiusd" >/dev/null
 if wait_log "$mark" "Ready to process requests" 30 && wait_log "$mark" "serving persisted trust map" 2; then
-  expect "radiusd restart, DNS down: car54 accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+  expect "radiusd restart, DNS down: car54 accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")"
 else
   record "radiusd restart, DNS down: car54 accepted" "persisted snapshot served, accept" fail \
     "no 'Ready'/'serving persisted trust map' after restart"
@@ -434,12 +525,52 @@ t=$(now)
 docker start "$PROJECT-dns" >/dev/null
 for _ in $(seq 1 150); do docker exec "$PROJECT-dns" test -e /run/knot-ready 2>/dev/null && break; sleep 0.2; done
 if publish cars.example car55._device "$W/pki/car55.pem" && took=$(wait_published "$CAR55" yes 60); then
-  expect "DNS back: new car55 accepted (${took}s)" car55 "$CAR55" "$CARS" accept "$(accept_line "$CAR55" "$CARS")"
-  expect "DNS back: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS")"
+  expect "DNS back: new car55 accepted (${took}s)" car55 "$CAR55" "$CARS" accept "$(accept_line "$CAR55" "$CARS" "$W/pki/car55.pem")"
+  expect "DNS back: car54 still accepted" car54 "$CAR54" "$CARS" accept "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")"
 else
   record "DNS back: new car55 accepted" "published within 60 s, accept" fail "car55 not published (took ${took:-?}s)"
 fi
 timing "scenario DNS back" "$(since "$t")"
+
+# Upgrade from a pin-era rlm_rust: a version 1 persisted trust map is refused whole (never
+# half-read), the sync rebuilds the map from DNS (version 2), and the device is admitted.
+t=$(now)
+docker exec "$PROJECT-radiusd" cat /var/lib/rlm_rust/trustmap.json 2>/dev/null | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+doc["version"] = 1
+doc["names"] = {n: {"pins": [{"serial": "01"}]} for n in doc.get("names", {})}
+doc.pop("cas", None)
+json.dump(doc, sys.stdout)' >"$W/trustmap-v1.json" && chmod 0644 "$W/trustmap-v1.json"
+v2_with() { # v2_with NAME: the persisted map is version 2 and lists NAME
+  docker exec "$PROJECT-radiusd" cat /var/lib/rlm_rust/trustmap.json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d.get("version") == 2 and sys.argv[1] in d.get("names", {}) else 1)' "$1" 2>/dev/null
+}
+mark=$(rmark)
+docker stop -t 5 "$PROJECT-radiusd" >/dev/null
+if [ -s "$W/trustmap-v1.json" ] && docker cp "$W/trustmap-v1.json" "$PROJECT-radiusd:/var/lib/rlm_rust/trustmap.json" \
+  && docker start "$PROJECT-radiusd" >/dev/null && wait_log "$mark" "Ready to process requests" 30; then
+  if ! wait_log "$mark" "ignoring persisted trust map" 5 || ! wait_log "$mark" "version 1 matched printable certificate fields" 1; then
+    record "upgrade: version 1 trust map persisted" "refused at start, rebuilt from DNS, accept" fail \
+      "no 'ignoring persisted trust map ... version 1' in the log"
+  else
+    t1=$(now)
+    while ! v2_with "$CAR54" && awk -v a="$t1" -v b="$(now)" 'BEGIN { exit !(b - a < 30) }'; do sleep 0.2; done
+    if v2_with "$CAR54"; then
+      expect "upgrade: v1 map refused, rebuilt in $(since "$t1")s" car54 "$CAR54" "$CARS" accept \
+        "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")"
+    else
+      record "upgrade: version 1 trust map persisted" "refused at start, rebuilt from DNS, accept" fail \
+        "no version 2 map with $CAR54 within 30 s"
+    fi
+  fi
+else
+  record "upgrade: version 1 trust map persisted" "refused at start, rebuilt from DNS, accept" fail \
+    "could not install the v1 file / restart radiusd"
+fi
+timing "scenario v1 trust map" "$(since "$t")"
 
 table
 say "$PASSED passed, $FAILED failed"

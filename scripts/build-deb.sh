@@ -103,7 +103,8 @@ Description: FreeRADIUS module: admit EAP-TLS devices by their DNS name (DANE)
 EOF
 cat >"$r/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
-# State the trust sync writes, owned by the user radiusd runs as.
+# State the trust sync and eap_dane's TLS session cache write, owned by the user radiusd
+# runs as.
 set -e
 if [ "$1" = configure ]; then
   owner=root:root
@@ -111,6 +112,12 @@ if [ "$1" = configure ]; then
   install -d -m 0750 /var/lib/rlm_rust
   install -d -m 0755 /etc/freeradius/3.0/certs/dane-ca
   chown "$owner" /var/lib/rlm_rust /etc/freeradius/3.0/certs/dane-ca
+  # eap_dane's TLS session cache (persist_dir = ${logdir}/tlscache), which radiusd does
+  # not create. Only when missing: an operator's ownership and mode are kept.
+  if [ ! -d /var/log/freeradius/tlscache ]; then
+    install -d -m 0700 /var/log/freeradius/tlscache
+    chown "$owner" /var/log/freeradius/tlscache
+  fi
 fi
 exit 0
 EOF
@@ -118,7 +125,7 @@ cat >"$r/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = purge ]; then
-  rm -rf /var/lib/rlm_rust /etc/freeradius/3.0/certs/dane-ca
+  rm -rf /var/lib/rlm_rust /etc/freeradius/3.0/certs/dane-ca /var/log/freeradius/tlscache
 fi
 exit 0
 EOF

@@ -20,4 +20,7 @@ for f in mods-available/rust mods-available/eap-dane sites-available/dane-eap-tl
   fi
 done
 install -d -o freerad -g freerad -m 0750 /var/lib/rlm_rust
+# eap_dane's TLS session cache (persist_dir = ${logdir}/tlscache): radiusd does not create
+# it. Made only when missing, so an operator's ownership and mode are kept.
+[ -d /var/log/freeradius/tlscache ] || install -d -o freerad -g freerad -m 0700 /var/log/freeradius/tlscache
 echo "install: done. Enable with the symlinks in README (Install), then: freeradius -XC"
