@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI for the IoT SAFE workspace (issue 4): installs the Debian bookworm
+# CI for the IoT SAFE workspace: installs the Debian bookworm
 # packages the tests need (idempotent), then fmt, clippy and the tests.
 # Run as root: the integration tests start their own pcscd (it owns
 # /run/pcscd) and install a module copy under /usr/lib for eapol_test.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for a bounded time (issue 5 item 4).
+# Runs every cargo-fuzz target in fuzz/ for a bounded time.
 #
 #   scripts/fuzz.sh [seconds-per-target] [target ...]      (default 20 s, all targets)
 #
