@@ -73,6 +73,7 @@ fn main() {
         .rustified_enum("rlm_rust_verdict")
         .constified_enum_module("rlm_rust_log_level")
         .constified_enum_module("rlm_rust_capture_source")
+        .constified_enum_module("rlm_rust_stage")
         .derive_default(true)
         .layout_tests(true)
         .generate()

@@ -132,49 +132,80 @@ static rlm_rust_str attr_str(VALUE_PAIR *vps, unsigned int attr)
 	return s;
 }
 
+/* The sink's context: the request, and whether the verdict added reply attributes. */
+typedef struct sink_ctx {
+	REQUEST *request;
+	char const *module;	/* the instance name, as REDEBUG prefixes it */
+	bool added;
+} sink_ctx;
+
 static int sink_add_pair(void *ctx, char const *attr, char const *value)
 {
-	REQUEST *request = ctx;
+	sink_ctx *sc = ctx;
+	REQUEST *request = sc->request;
 
 	if (!pair_make_reply(attr, value, T_OP_SET)) {
 		REDEBUG("rust: cannot add reply attribute %s: %s", attr, fr_strerror());
 		return -1;
 	}
+	sc->added = true;
 	return 0;
 }
 
-static void sink_set_reason(void *ctx, char const *reason)
+static void sink_set_reason(void *ctx, char const *reason, char const *reply_message)
 {
-	REQUEST *request = ctx;
+	sink_ctx const *sc = ctx;
+	REQUEST *request = sc->request;
+	REQUEST *outer = request;
 
 	REDEBUG("%s", reason);	/* also sets Module-Failure-Message */
-	pair_make_reply("Reply-Message", reason, T_OP_SET);
+
+	/*
+	 *	In the check-eap-tls virtual server the request is a child whose lists FreeRADIUS
+	 *	discards; the outer request is what the NAS receives and what post-auth logs.
+	 */
+	while (outer->parent) outer = outer->parent;
+	if (outer != request) {
+		VALUE_PAIR *vp = fr_pair_make(outer->packet, &outer->packet->vps, "Module-Failure-Message", NULL, T_OP_ADD);
+
+		if (vp) fr_pair_value_sprintf(vp, "%s: %s", sc->module, reason);
+	}
+	if (*reply_message) fr_pair_make(outer->reply, &outer->reply->vps, "Reply-Message", reply_message, T_OP_SET);
 }
 
 static void sink_log(void *ctx, rlm_rust_log_level level, char const *msg)
 {
-	REQUEST *request = ctx;
+	REQUEST *request = ((sink_ctx *) ctx)->request;
 
 	if (level <= RLM_RUST_LOG_WARN) RWARN("%s", msg);
 	else if (level == RLM_RUST_LOG_INFO) RINFO("%s", msg);
 	else RDEBUG("%s", msg);
 }
 
-static rlm_rust_verdict check_request(rlm_rust_t const *inst, REQUEST *request)
+/* The check's verdict as a module return code: an accept that added reply attributes (the
+ * verified identity, a VLAN) is "updated", as FreeRADIUS modules say. */
+static rlm_rcode_t check_request(rlm_rust_t const *inst, REQUEST *request)
 {
 	VALUE_PAIR *vps = request->packet->vps;
 	rlm_rust_capture capture;
 	rlm_rust_request req;
+	sink_ctx sc = { .request = request, .module = inst->name, .added = false };
 	rlm_rust_sink sink = {
-		.ctx = request, .add_pair = sink_add_pair, .set_reason = sink_set_reason, .log = sink_log,
+		.ctx = &sc, .add_pair = sink_add_pair, .set_reason = sink_set_reason, .log = sink_log,
 	};
 
 	rlm_rust_hook_collect(request, &capture);
 	req.user_name = attr_str(vps, PW_USER_NAME);
 	req.called_station_id = attr_str(vps, PW_CALLED_STATION_ID);
+	req.wants_cui = fr_pair_find_by_num(vps, PW_CHARGEABLE_USER_IDENTITY, 0, TAG_ANY) != NULL;
+	req.stage = request->parent ? RLM_RUST_STAGE_TLS_CHECK : RLM_RUST_STAGE_POST_AUTH;
 	req.capture = &capture;
 
-	return rlm_rust_check(inst->core, &req, &sink);
+	switch (rlm_rust_check(inst->core, &req, &sink)) {
+	case RLM_RUST_ACCEPT: return sc.added ? RLM_MODULE_UPDATED : RLM_MODULE_OK;
+	case RLM_RUST_REJECT: return RLM_MODULE_REJECT;
+	default: return RLM_MODULE_FAIL;
+	}
 }
 
 /*
@@ -204,28 +235,49 @@ static void make_eap_failure(REQUEST *request)
 	if (da) fr_pair_delete_by_num(&request->reply->vps, da->attr, da->vendor, TAG_ANY);
 }
 
-static rlm_rcode_t rcode_of(rlm_rust_verdict verdict)
+#define EAP_CODE_RESPONSE 2
+#define EAP_TYPE_IDENTITY 1
+
+/* The request carries an EAP-Response/Identity: the first message of a conversation. */
+static bool is_eap_identity(REQUEST *request)
 {
-	switch (verdict) {
-	case RLM_RUST_ACCEPT: return RLM_MODULE_OK;
-	case RLM_RUST_REJECT: return RLM_MODULE_REJECT;
-	default: return RLM_MODULE_FAIL;
-	}
+	VALUE_PAIR *vp = fr_pair_find_by_num(request->packet->vps, PW_EAP_MESSAGE, 0, TAG_ANY);
+
+	return vp && (vp->vp_length >= 5) && (vp->vp_octets[0] == EAP_CODE_RESPONSE) &&
+	       (vp->vp_octets[4] == EAP_TYPE_IDENTITY);
 }
 
-/* In the check-eap-tls virtual server: a reject here becomes a real EAP-Failure. */
+/*
+ * authorize has two jobs, told apart by where it runs:
+ *  - in a virtual server a module runs on a child request (the check-eap-tls server of
+ *    eap's "virtual_server"): the check; a reject there becomes a real EAP-Failure;
+ *  - in the outer server, before eap: only a hint to the sync that a device of this name
+ *    is starting a conversation (on-demand discovery). It decides nothing: noop.
+ */
 static rlm_rcode_t CC_HINT(nonnull) mod_authorize(void *instance, REQUEST *request)
 {
-	return rcode_of(check_request(instance, request));
+	rlm_rust_t const *inst = instance;
+
+	if (!request->parent) {
+		if (is_eap_identity(request)) {
+			rlm_rust_str name = attr_str(request->packet->vps, PW_USER_NAME);
+
+			if (rlm_rust_discover(inst->core, &name)) RDEBUG2("rust: looking up %.*s", (int) name.len, name.ptr);
+		}
+		return RLM_MODULE_NOOP;
+	}
+	return check_request(inst, request);
 }
 
 static rlm_rcode_t CC_HINT(nonnull) mod_post_auth(void *instance, REQUEST *request)
 {
 	rlm_rust_t const *inst = instance;
-	rlm_rust_verdict verdict = check_request(inst, request);
+	rlm_rcode_t rcode = check_request(inst, request);
 
-	if ((verdict != RLM_RUST_ACCEPT) && inst->eap_failure_on_reject) make_eap_failure(request);
-	return rcode_of(verdict);
+	if ((rcode != RLM_MODULE_OK) && (rcode != RLM_MODULE_UPDATED) && inst->eap_failure_on_reject) {
+		make_eap_failure(request);
+	}
+	return rcode;
 }
 
 extern module_t rlm_rust;

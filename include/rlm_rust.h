@@ -97,10 +97,18 @@ typedef struct rlm_rust_capture {
 	int64_t chain_length;		/* -1 when absent */
 } rlm_rust_capture;
 
+/* Where in the conversation the check runs (both are usual: see raddb/sites-available). */
+typedef enum rlm_rust_stage {
+	RLM_RUST_STAGE_TLS_CHECK = 0,	/* the check-eap-tls virtual server (a child request) */
+	RLM_RUST_STAGE_POST_AUTH = 1,	/* post-auth of the server the NAS talks to */
+} rlm_rust_stage;
+
 /* The attributes of one request that the check reads (absent attribute: len 0). */
 typedef struct rlm_rust_request {
 	rlm_rust_str user_name;
 	rlm_rust_str called_station_id;
+	int wants_cui;			/* the NAS sent Chargeable-User-Identity (RFC 4372) */
+	rlm_rust_stage stage;
 	rlm_rust_capture const *capture;
 } rlm_rust_request;
 
@@ -110,14 +118,15 @@ typedef struct rlm_rust_sink {
 	void *ctx;
 	/* Add attr := value to the reply (accept only). Returns 0 on success. */
 	int (*add_pair)(void *ctx, char const *attr, char const *value);
-	/* The reason of a reject: becomes Module-Failure-Message and Reply-Message. */
-	void (*set_reason)(void *ctx, char const *reason);
+	/* A reject: the reason becomes Module-Failure-Message (and the log); reply_message,
+	 * when not empty, the Reply-Message the NAS and the device see. */
+	void (*set_reason)(void *ctx, char const *reason, char const *reply_message);
 	/* A request-scoped log line (the one-line decision record). */
 	void (*log)(void *ctx, rlm_rust_log_level level, char const *msg);
 } rlm_rust_sink;
 
 typedef enum rlm_rust_verdict {
-	RLM_RUST_ACCEPT = 0,	/* -> RLM_MODULE_OK (or UPDATED when reply pairs were added) */
+	RLM_RUST_ACCEPT = 0,	/* -> RLM_MODULE_UPDATED when reply pairs were added, else OK */
 	RLM_RUST_REJECT = 1,	/* -> RLM_MODULE_REJECT */
 	RLM_RUST_FAIL = 2,	/* internal error (caught panic, bad handle) -> RLM_MODULE_FAIL */
 } rlm_rust_verdict;
@@ -134,6 +143,13 @@ rlm_rust_instance *rlm_rust_instantiate(rlm_rust_config const *config);
 /* Decides one request. Never blocks on I/O; reads only an immutable snapshot. */
 rlm_rust_verdict rlm_rust_check(rlm_rust_instance const *inst, rlm_rust_request const *request,
 				rlm_rust_sink const *sink);
+
+/*
+ * A name seen in an EAP identity, before its handshake (the outer server's authorize):
+ * lets the sync look up a name the policy admits through its domain. Never blocks and
+ * decides nothing. Returns 1 when the sync was told, 0 otherwise.
+ */
+int rlm_rust_discover(rlm_rust_instance const *inst, rlm_rust_str const *user_name);
 
 /* Stops the background thread and frees the instance. NULL is ignored. */
 void rlm_rust_detach(rlm_rust_instance *inst);

@@ -170,12 +170,12 @@ impl Association {
         match self.usage {
             // The TLSA owner name is the binding (RFC 7671); for PKIX-CD the sync checked
             // the SAN of the very certificate this digest names.
-            Usage::DaneEe | Usage::PkixCd => self.names(cert.leaf()),
+            Usage::DaneEe | Usage::PkixCd => self.names(&cert.leaf()),
             // The trust anchor must be a certificate OpenSSL verified the chain through,
             // never the presented certificate itself; and a TA vouches for every
             // certificate under it, so the presented one must carry the name (RFC 7671 5.2).
             Usage::DaneTa => {
-                cert.issuers().any(|issuer| self.names(issuer)) && cert.san_dns().iter().any(|san| san_is(san, name))
+                cert.issuers().any(|issuer| self.names(&issuer)) && cert.san_dns().iter().any(|san| san_is(san, name))
             }
         }
     }
@@ -240,7 +240,7 @@ impl Serialize for Association {
 impl<'de> Deserialize<'de> for Association {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Association, D::Error> {
         use serde::de::Error;
-        let f = AssociationFile::deserialize(d)?;
+        let f: AssociationFile = crate::strict_json::object(d)?;
         let usage =
             Usage::from_code(f.usage).ok_or_else(|| D::Error::custom(format!("usage {} is not 2, 3 or 4", f.usage)))?;
         let selector = Selector::from_code(f.selector)

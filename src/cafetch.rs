@@ -15,14 +15,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openssl::x509::X509;
-use reqwest::StatusCode;
 
-/// The system web roots Debian maintains (`ca-certificates`).
-pub const DEFAULT_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+use crate::https::{HttpError, HttpsClient, HttpsConfig};
+
+pub use crate::https::DEFAULT_ROOTS;
 /// A CA certificate is a few KiB; anything much larger is not one.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// Connect + whole-response budget of one request.
@@ -57,6 +57,9 @@ pub struct FetchConfig {
     pub cache_ttl: Duration,
     /// Lifetime of a failure in the cache (Duration::ZERO: failures are not cached).
     pub negative_ttl: Duration,
+    /// Most requests sent per second (bursts of twice that); 0: no limit. One hostile
+    /// zone's chains cannot turn the sync into a crawler.
+    pub rate_limit: u32,
     /// Most (authority host, key id) entries kept.
     pub cache_capacity: u64,
 }
@@ -71,6 +74,7 @@ impl Default for FetchConfig {
             host_overrides: HashMap::new(),
             cache_ttl: DEFAULT_CACHE_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
+            rate_limit: 0,
             cache_capacity: 10_000,
         }
     }
@@ -105,6 +109,8 @@ pub enum FetchError {
     Parse { url: String, message: String },
     /// A certificate, but not the one asked for: its Subject Key Identifier differs.
     WrongCertificate { url: String, wanted: String, found: Option<String> },
+    /// The fetcher's request rate limit is spent for now (retried later).
+    RateLimited { per_second: u32 },
 }
 
 impl fmt::Display for FetchError {
@@ -127,6 +133,9 @@ impl fmt::Display for FetchError {
             ),
             FetchError::TooLarge { url, limit } => {
                 write!(f, "{url}: body larger than {limit} bytes, not read further")
+            }
+            FetchError::RateLimited { per_second } => {
+                write!(f, "CA fetch limit of {per_second} requests per second reached; retried later")
             }
             FetchError::Timeout { url, after } => {
                 write!(f, "{url}: no complete answer within {after:?}")
@@ -153,6 +162,8 @@ pub struct FetchStats {
     pub requests: u64,
     /// `fetch` calls answered from the cache.
     pub cache_hits: u64,
+    /// Fetches that obtained no certificate (any reason but the rate limit).
+    pub failures: u64,
 }
 
 type CacheKey = (String, Vec<u8>);
@@ -172,10 +183,8 @@ impl moka::Expiry<CacheKey, CacheValue> for EntryExpiry {
 
 /// Fetches CA certificates by key id. Share it (`Arc`) across tasks.
 pub struct CaFetcher {
-    client: reqwest::Client,
+    client: HttpsClient,
     port: Option<u16>,
-    timeout: Duration,
-    max_body: usize,
     cache_failures: bool,
     /// Keyed by (authority host, key id), not key id alone: a key id is only a claim, and
     /// org B's host serving a certificate under org A's key id must not answer org A's
@@ -186,46 +195,41 @@ pub struct CaFetcher {
     inflight: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
     requests: AtomicU64,
     cache_hits: AtomicU64,
+    failures: AtomicU64,
+    limiter: Option<Mutex<Bucket>>,
 }
 
-static RING: Once = Once::new();
+/// A token bucket: `rate` tokens a second, at most twice that saved up.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
 
-/// reqwest is built with `rustls-no-provider`: rustls needs a process-wide provider. Only
-/// the first install wins; an error means one is installed already, which is fine.
-fn install_crypto_provider() {
-    RING.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let burst = 2.0 * self.rate;
+        self.tokens = (self.tokens + now.saturating_duration_since(self.last).as_secs_f64() * self.rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl CaFetcher {
     /// Builds the HTTP client: only the configured roots, HTTPS only, no redirects, no
     /// proxy from the environment, connect and total timeouts.
     pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
-        install_crypto_provider();
-        let roots_path = config.roots.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOTS));
-        let pem = std::fs::read(&roots_path)
-            .map_err(|e| FetchError::Config(format!("cannot read web roots {}: {e}", roots_path.display())))?;
-        let roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| FetchError::Config(format!("bad web roots {}: {e}", roots_path.display())))?;
-        if roots.is_empty() {
-            return Err(FetchError::Config(format!("no certificate in web roots {}", roots_path.display())));
-        }
-        if config.max_body == 0 {
-            return Err(FetchError::Config("max_body must be positive".into()));
-        }
-        let mut builder = reqwest::Client::builder()
-            .tls_certs_only(roots)
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(config.timeout)
-            .timeout(config.timeout)
-            .user_agent(concat!("rlm_rust/", env!("CARGO_PKG_VERSION")));
-        for (host, addr) in &config.host_overrides {
-            builder = builder.resolve(host, *addr);
-        }
-        let client = builder.build().map_err(|e| FetchError::Config(format!("HTTP client: {}", error_chain(&e))))?;
+        let client = HttpsClient::new(&HttpsConfig {
+            roots: config.roots.clone(),
+            timeout: config.timeout,
+            max_body: config.max_body,
+            host_overrides: config.host_overrides.clone(),
+        })?;
         let cache = moka::sync::Cache::builder()
             .max_capacity(config.cache_capacity)
             .expire_after(EntryExpiry { ok: config.cache_ttl, err: config.negative_ttl })
@@ -233,13 +237,16 @@ impl CaFetcher {
         Ok(CaFetcher {
             client,
             port: config.port,
-            timeout: config.timeout,
-            max_body: config.max_body,
             cache_failures: !config.negative_ttl.is_zero(),
             cache,
             inflight: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            limiter: (config.rate_limit > 0).then(|| {
+                let rate = f64::from(config.rate_limit);
+                Mutex::new(Bucket { rate, tokens: 2.0 * rate, last: Instant::now() })
+            }),
         })
     }
 
@@ -275,7 +282,11 @@ impl CaFetcher {
             return v;
         }
         let result = self.fetch_uncached(&key.0, key_id).await;
-        if result.is_ok() || self.cache_failures {
+        let limited = matches!(result, Err(FetchError::RateLimited { .. }));
+        if result.is_err() && !limited {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if result.is_ok() || (self.cache_failures && !limited) {
             // Inserted before the in-flight entry goes away: a caller arriving after the
             // removal finds the result in the cache.
             self.cache.insert(key.clone(), result.clone());
@@ -300,6 +311,7 @@ impl CaFetcher {
         FetchStats {
             requests: self.requests.load(Ordering::Relaxed),
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
         }
     }
 
@@ -318,6 +330,12 @@ impl CaFetcher {
     }
 
     async fn fetch_uncached(&self, host: &str, key_id: &[u8]) -> Result<X509, FetchError> {
+        if let Some(limiter) = &self.limiter {
+            let mut bucket = limiter.lock().unwrap_or_else(|p| p.into_inner());
+            if !bucket.take(Instant::now()) {
+                return Err(FetchError::RateLimited { per_second: bucket.rate as u32 });
+            }
+        }
         let urls = self.urls(host, key_id);
         let mut missing = Vec::new();
         for url in &urls {
@@ -330,66 +348,28 @@ impl CaFetcher {
         Err(FetchError::NotFound { urls: missing })
     }
 
-    /// One GET with the whole-request deadline; the body is read chunk by chunk and the
-    /// connection dropped as soon as it exceeds `max_body`.
+    /// One GET of a CA certificate: 200 is the body, 404 is "not found", anything else
+    /// an error naming the URL.
     async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let request = async {
-            let mut resp = self
-                .client
-                .get(url)
-                .header(
-                    reqwest::header::ACCEPT,
-                    "application/pem-certificate-chain, application/x-pem-file, \
-                     application/pkix-cert;q=0.9",
-                )
-                .send()
-                .await
-                .map_err(|e| self.transport(url, e))?;
-            let status = resp.status();
-            if status.is_redirection() {
-                let location = resp
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-                return Err(FetchError::Redirect { url: url.to_owned(), location });
-            }
-            if status == StatusCode::NOT_FOUND {
-                return Err(FetchError::NotFound { urls: vec![url.to_owned()] });
-            }
-            if status != StatusCode::OK {
-                return Err(FetchError::Status { url: url.to_owned(), status: status.as_u16() });
-            }
-            let too_large = || FetchError::TooLarge { url: url.to_owned(), limit: self.max_body };
-            // An honest server announcing too much is refused before any body is read.
-            let announced = resp.content_length().unwrap_or(0);
-            if announced > self.max_body as u64 {
-                return Err(too_large());
-            }
-            let mut body = Vec::with_capacity(announced as usize);
-            while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(url, e))? {
-                if body.len() + chunk.len() > self.max_body {
-                    // Dropping `resp` closes the connection: the rest is never read.
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body)
-        };
-        // reqwest's own timeout covers the same span; this one also bounds anything
-        // reqwest does not (and is the one that names the URL).
-        match tokio::time::timeout(self.timeout, request).await {
-            Ok(r) => r,
-            Err(_) => Err(FetchError::Timeout { url: url.to_owned(), after: self.timeout }),
+        let accept = "application/pem-certificate-chain, application/x-pem-file, application/pkix-cert;q=0.9";
+        let answer = self.client.get(url, &[("accept", accept)]).await?;
+        match answer.status {
+            200 => Ok(answer.body),
+            404 => Err(FetchError::NotFound { urls: vec![url.to_owned()] }),
+            status => Err(FetchError::Status { url: url.to_owned(), status }),
         }
     }
+}
 
-    fn transport(&self, url: &str, e: reqwest::Error) -> FetchError {
-        if e.is_timeout() {
-            FetchError::Timeout { url: url.to_owned(), after: self.timeout }
-        } else {
-            // The URL is already in the error; do not repeat it in the message.
-            FetchError::Transport { url: url.to_owned(), message: error_chain(&e.without_url()) }
+impl From<HttpError> for FetchError {
+    fn from(e: HttpError) -> Self {
+        match e {
+            HttpError::Config(m) => FetchError::Config(m),
+            HttpError::Redirect { url, location } => FetchError::Redirect { url, location },
+            HttpError::TooLarge { url, limit } => FetchError::TooLarge { url, limit },
+            HttpError::Timeout { url, after } => FetchError::Timeout { url, after },
+            HttpError::Transport { url, message } => FetchError::Transport { url, message },
         }
     }
 }
@@ -408,22 +388,6 @@ impl Drop for InflightGuard<'_> {
             map.remove(self.key);
         }
     }
-}
-
-/// reqwest's top-level message is generic ("error sending request"); the cause that
-/// tells an operator what happened (certificate unknown, connection reset) is below it.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !msg.contains(&part) {
-            msg.push_str(": ");
-            msg.push_str(&part);
-        }
-        source = s.source();
-    }
-    msg
 }
 
 /// Key id bytes as lower-case hex joined by '-' (`64-65-1a-...`), the reference's file name.

@@ -1,11 +1,12 @@
 //! The CA set radiusd trusts for EAP-TLS, and its on-disk form (`ca_path` + bundle).
 //!
-//! No two certificates in the set share a subject DN or a key identifier unless they share
-//! the public key. The set decides which chains TLS completes, not who is admitted (the
-//! check binds to the presented certificate itself), so this protects availability: a CA
-//! published by one participant must not make OpenSSL pick it as the issuer of another's
-//! devices. A certificate that would break the rule is refused, and the caller logs it as
-//! a probable attack.
+//! No two certificates in the set share both a subject DN and a key identifier unless they
+//! share the public key: OpenSSL finds a certificate's issuer by DN and tells candidates
+//! apart by key id, so only that pair must name one key. The set decides which chains TLS
+//! completes, not who is admitted (the check binds to the presented certificate itself), so
+//! this protects availability: a CA published by one participant must not make OpenSSL pick
+//! it as the issuer of another's devices. A certificate that would break the rule is
+//! refused, and the caller logs it as a probable attack.
 //!
 //! On disk the set is an OpenSSL hashed directory (`<subject hash>.N`, as `c_rehash` /
 //! `openssl rehash` make), which a running radiusd consults lazily by subject hash, so new
@@ -45,17 +46,12 @@ pub enum CaSetError {
     NoKeyId {
         subject: String,
     },
-    /// Probable attack: this key id already names a different public key in the set.
-    KeyIdCollision {
-        key_id: String,
-        subject: String,
-        existing_subject: String,
-    },
-    /// Probable attack: this subject DN already belongs to a CA with a different public key.
-    SubjectCollision {
+    /// Probable attack: a certificate with this subject DN and key id but a different
+    /// public key is in the set. OpenSSL could not tell them apart when it looks for the
+    /// issuer of a certificate naming that DN and key id.
+    IdentityCollision {
         subject: String,
         key_id: String,
-        existing_key_id: String,
     },
     Io {
         path: PathBuf,
@@ -77,7 +73,7 @@ impl CaSetError {
     /// A collision: the caller should log it as a probable attack, not a mere error.
     pub fn is_collision(&self) -> bool {
         match self {
-            CaSetError::KeyIdCollision { .. } | CaSetError::SubjectCollision { .. } => true,
+            CaSetError::IdentityCollision { .. } => true,
             CaSetError::InFile { error, .. } => error.is_collision(),
             _ => false,
         }
@@ -93,15 +89,10 @@ impl fmt::Display for CaSetError {
             CaSetError::NoKeyId { subject } => {
                 write!(f, "CA {subject} has no subject key identifier")
             }
-            CaSetError::KeyIdCollision { key_id, subject, existing_subject } => write!(
+            CaSetError::IdentityCollision { subject, key_id } => write!(
                 f,
-                "CA {subject} refused: key id {key_id} already names a different key \
-                 (CA {existing_subject})"
-            ),
-            CaSetError::SubjectCollision { subject, key_id, existing_key_id } => write!(
-                f,
-                "CA {subject} (key id {key_id}) refused: that subject DN already belongs to \
-                 a different key (key id {existing_key_id})"
+                "CA {subject} (key id {key_id}) refused: a CA with that subject DN and key id \
+                 but a different key is already in the set"
             ),
             CaSetError::Io { path, message } => write!(f, "{}: {message}", path.display()),
             CaSetError::Parse { path, message } => {
@@ -187,26 +178,16 @@ impl CaSet {
             .ok_or_else(|| CaSetError::NoKeyId { subject: subject() })?;
         let key = cert.public_key()?;
         let der = cert.to_der()?;
-        for (existing_id, certs) in &self.by_key_id {
-            for existing in certs {
-                let same_key = existing.public_key()?.public_eq(&key);
-                if existing_id == &key_id && !same_key {
-                    return Err(CaSetError::KeyIdCollision {
-                        key_id: hex::encode(&key_id),
-                        subject: subject(),
-                        existing_subject: oneline(existing.subject_name()),
-                    });
-                }
-                if !same_key && existing.subject_name().try_cmp(cert.subject_name())? == Ordering::Equal {
-                    return Err(CaSetError::SubjectCollision {
-                        subject: subject(),
-                        key_id: hex::encode(&key_id),
-                        existing_key_id: hex::encode(existing_id),
-                    });
-                }
-                if existing_id == &key_id && existing.to_der()? == der {
-                    return Ok(None);
-                }
+        for existing in self.by_key_id.get(&key_id).into_iter().flatten() {
+            // Same key id, another DN: OpenSSL looks issuers up by DN, no confusion.
+            if existing.subject_name().try_cmp(cert.subject_name())? != Ordering::Equal {
+                continue;
+            }
+            if !existing.public_key()?.public_eq(&key) {
+                return Err(CaSetError::IdentityCollision { subject: subject(), key_id: hex::encode(&key_id) });
+            }
+            if existing.to_der()? == der {
+                return Ok(None);
             }
         }
         Ok(Some(key_id))

@@ -267,13 +267,43 @@ pub async fn build(
     let host = name::authority_host(name).ok_or_else(|| ChainError::NoAuthorityHost(name.to_owned()))?;
     check_leaf(leaf)?;
     check_validity(leaf, now)?;
+    let certs = walk(leaf.clone(), true, &host, fetcher, limits).await?;
+    verify_links(&certs, now)?;
+    Ok(Chain { certs })
+}
 
-    let mut certs = vec![leaf.clone()];
+/// The trust anchor `ta` (a CA named by a DANE-TA record) and the CAs above it up to a
+/// self-signed root, fetched from `host` like a PKIX-CD chain: what the CA set needs so a
+/// handshake through `ta` completes. Just `[ta]` when it is a root itself.
+pub async fn anchor_chain(
+    ta: &X509,
+    host: &str,
+    fetcher: &CaFetcher,
+    limits: ChainLimits,
+    now: i64,
+) -> Result<Vec<X509>, ChainError> {
+    check_ca(ta, 0)?;
+    let certs = walk(ta.clone(), false, host, fetcher, limits).await?;
+    verify_path(&certs, now, false)?;
+    Ok(certs)
+}
+
+/// Follows Authority Key Identifiers from `start` to a self-signed root, each issuer
+/// fetched from `host` and checked against its child before the walk goes on.
+async fn walk(
+    start: X509,
+    start_is_leaf: bool,
+    host: &str,
+    fetcher: &CaFetcher,
+    limits: ChainLimits,
+) -> Result<Vec<X509>, ChainError> {
+    let mut certs = vec![start];
     let mut requested: Vec<Vec<u8>> = Vec::new();
     loop {
         let child = &certs[certs.len() - 1];
-        if certs.len() > 1 && is_self_signed_root(child) {
-            break;
+        // A self-signed device certificate is no root to stop at; a self-signed CA is.
+        if (certs.len() > 1 || !start_is_leaf) && is_self_signed_root(child) {
+            return Ok(certs);
         }
         if certs.len() > limits.max_depth {
             return Err(ChainError::TooDeep { max_depth: limits.max_depth });
@@ -286,28 +316,27 @@ pub async fn build(
             .ok_or_else(|| ChainError::NoAuthorityKeyId { subject: subject.clone() })?;
         // A CA naming itself as its issuer but failing the root test (bad
         // self-signature, or subject != issuer) cannot be completed.
-        if certs.len() > 1 && child.subject_key_id().map(|k| k.as_slice()) == Some(&aki[..]) {
+        if (certs.len() > 1 || !start_is_leaf) && child.subject_key_id().map(|k| k.as_slice()) == Some(&aki[..]) {
             return Err(ChainError::NoRoot { subject });
         }
         if requested.contains(&aki) {
             return Err(ChainError::Loop { subject, key_id: dashed_hex(&aki) });
         }
         let fetch_error = |error| ChainError::Fetch { subject: subject.clone(), error };
-        let mut ca = fetcher.fetch(&host, &aki).await.map_err(fetch_error)?;
+        let mut ca = fetcher.fetch(host, &aki).await.map_err(fetch_error)?;
         if check_link(child, &ca).is_err() {
             // The cached copy may be stale: the authority host can have replaced the CA
             // under its key id since (a re-issue, or the identity reused for a new key).
             // Ask once more before refusing.
-            fetcher.forget(&host, &aki);
-            ca = fetcher.fetch(&host, &aki).await.map_err(fetch_error)?;
+            fetcher.forget(host, &aki);
+            ca = fetcher.fetch(host, &aki).await.map_err(fetch_error)?;
         }
         requested.push(aki);
         check_link(child, &ca)?;
-        check_ca(&ca, certs.len() - 1)?;
+        let below = if start_is_leaf { certs.len() - 1 } else { certs.len() };
+        check_ca(&ca, below)?;
         certs.push(ca);
     }
-    verify_links(&certs, now)?;
-    Ok(Chain { certs })
 }
 
 /// Checks a finished chain (leaf first, root last) without any I/O: leaf profile, every
@@ -315,8 +344,16 @@ pub async fn build(
 /// signature), every issuer's CA flags and path length, no repeated key id or
 /// certificate, and a self-signed root at the end (and only there).
 pub fn verify_links(certs: &[X509], now: i64) -> Result<(), ChainError> {
+    verify_path(certs, now, true)
+}
+
+/// [`verify_links`] for a chain that starts at a device certificate (`first_is_leaf`) or
+/// at a CA (a trust anchor's own chain; it may be a lone root).
+fn verify_path(certs: &[X509], now: i64, first_is_leaf: bool) -> Result<(), ChainError> {
     let leaf = certs.first().ok_or(ChainError::Empty)?;
-    check_leaf(leaf)?;
+    if first_is_leaf {
+        check_leaf(leaf)?;
+    }
     for cert in certs {
         check_validity(cert, now)?;
     }
@@ -340,14 +377,14 @@ pub fn verify_links(certs: &[X509], now: i64) -> Result<(), ChainError> {
             seen_ids.push(ski);
         }
         check_link(child, issuer)?;
-        check_ca(issuer, i)?;
+        check_ca(issuer, if first_is_leaf { i } else { i + 1 })?;
         // A root may only end the chain: i + 1 is the issuer's index.
         if i + 2 < certs.len() && is_self_signed_root(issuer) {
             return Err(ChainError::RootNotLast { subject: subject() });
         }
     }
     let last = &certs[certs.len() - 1];
-    if certs.len() < 2 || !is_self_signed_root(last) {
+    if (first_is_leaf && certs.len() < 2) || !is_self_signed_root(last) {
         return Err(ChainError::NoRoot { subject: oneline(last.subject_name()) });
     }
     Ok(())

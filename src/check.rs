@@ -2,15 +2,16 @@
 //!
 //! Accept only when all hold, checked in this order so the reason names the first failure:
 //! a trust map is loaded; User-Name is a valid DNS name; Called-Station-Id carries an SSID
-//! the policy knows; the name is allowed on that SSID; the TLS hook captured the
-//! certificate the client proved; and one of the certificate associations DNS published
-//! for the name matches it. The last step is what defeats cross-domain signing: another
+//! the policy knows; the name is allowed on that SSID (by its own entry or its domain's);
+//! the TLS hook captured the certificate the client proved; the name's DNS answer is in
+//! (a name allowed through its domain is discovered on demand); and one of the
+//! certificate associations DNS published for the name matches it. The last step is what defeats cross-domain signing: another
 //! organisation's CA can issue a certificate for the name, but not the one DNS publishes.
 
 use std::fmt;
 
 use crate::name::{self, MAX_NAME_LEN};
-use crate::policy::ReplyAttr;
+use crate::policy::{ReplyAttr, Verdict};
 use crate::presented::{CaptureError, PresentedCert};
 use crate::trustmap::TrustMap;
 
@@ -25,6 +26,7 @@ pub enum Reason {
     /// The certificate the client proved is not available (or not consistent).
     Capture(CaptureError),
     NotPublished,
+    DiscoveryPending,
     NoAssociationMatch,
 }
 
@@ -38,7 +40,40 @@ impl fmt::Display for Reason {
             Reason::NameNotAllowed => f.write_str("name not allowed on SSID"),
             Reason::Capture(e) => e.fmt(f),
             Reason::NotPublished => f.write_str("name has no published certificate association"),
+            Reason::DiscoveryPending => f.write_str("discovery pending"),
             Reason::NoAssociationMatch => f.write_str("certificate matches no association of the name"),
+        }
+    }
+}
+
+impl Reason {
+    /// Every reason, in the order of [`Reason::index`] (capture errors as one).
+    pub const LABELS: [&'static str; 10] = [
+        "no_trust_map",
+        "invalid_name",
+        "no_ssid",
+        "unknown_ssid",
+        "name_not_allowed",
+        "no_capture",
+        "capture_malformed",
+        "not_published",
+        "discovery_pending",
+        "no_association_match",
+    ];
+
+    /// A stable slot for counting (the metrics' `reason` label is `LABELS[index]`).
+    pub fn index(self) -> usize {
+        match self {
+            Reason::NoTrustMap => 0,
+            Reason::InvalidName => 1,
+            Reason::NoSsid => 2,
+            Reason::UnknownSsid => 3,
+            Reason::NameNotAllowed => 4,
+            Reason::Capture(CaptureError::Absent) => 5,
+            Reason::Capture(CaptureError::Malformed(_)) => 6,
+            Reason::NotPublished => 7,
+            Reason::DiscoveryPending => 8,
+            Reason::NoAssociationMatch => 9,
         }
     }
 }
@@ -93,22 +128,27 @@ pub fn check<'m>(map: Option<&'m TrustMap>, req: &Request<'_>) -> Decision<'m> {
     let Some(ssid) = req.called_station_id.and_then(ssid_of) else {
         return Decision::Reject(Reason::NoSsid);
     };
-    let Some(role) = map.role(ssid) else {
-        return Decision::Reject(Reason::UnknownSsid);
+    let (reply, exact) = match map.policy().verdict(ssid, name) {
+        Verdict::UnknownSsid => return Decision::Reject(Reason::UnknownSsid),
+        Verdict::NotAllowed => return Decision::Reject(Reason::NameNotAllowed),
+        Verdict::Allowed { reply, exact } => (reply, exact),
     };
-    if !role.allows(name) {
-        return Decision::Reject(Reason::NameNotAllowed);
-    }
     let cert = match &req.cert {
         Ok(cert) => cert,
         Err(e) => return Decision::Reject(Reason::Capture(*e)),
     };
-    let associations = map.associations(name);
+    let associations = match map.entry(name) {
+        Some(entry) => entry.associations.as_slice(),
+        // A name allowed only through its domain is looked up when it first shows up: the
+        // answer is not in yet (the supplicant's retry is admitted once it is).
+        None if !exact => return Decision::Reject(Reason::DiscoveryPending),
+        None => &[],
+    };
     if associations.is_empty() {
         return Decision::Reject(Reason::NotPublished);
     }
     if associations.iter().any(|a| a.matches(cert, name)) {
-        Decision::Accept { reply: &role.reply }
+        Decision::Accept { reply }
     } else {
         Decision::Reject(Reason::NoAssociationMatch)
     }
@@ -133,20 +173,28 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::association::{Association, Matching, Selector, Usage};
-    use crate::policy::{Policy, Role};
+    use crate::policy::{Entry, Policy};
     use crate::presented::{RawCapture, Source};
     use crate::trustmap::NameEntry;
 
     const CAR: &str = "car54._device.cars.example";
     const SPARE: &str = "car55._device.cars.example";
 
+    const FLEET: &str = "_device.fleet.example";
+
     fn map() -> TrustMap {
         let mut policy = Policy::default();
-        policy
-            .ssids
-            .insert("SSID1".into(), Role { members: [CAR.to_string(), SPARE.to_string()].into(), reply: vec![] });
+        for n in [CAR, SPARE] {
+            policy.allow("SSID1", Entry::Name(n.into()), &[]).unwrap();
+        }
+        policy.allow("SSID1", Entry::Domain(FLEET.into()), &[]).unwrap();
         let digest = Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Sha256, &[1; 32], None).unwrap();
-        let names = BTreeMap::from([(CAR.to_string(), NameEntry { associations: vec![digest], ..Default::default() })]);
+        let names = BTreeMap::from([
+            (CAR.to_string(), NameEntry { associations: vec![digest.clone()], ..Default::default() }),
+            // Discovered on demand: one with a record, one that DNS says has none.
+            ("bus1._device.fleet.example".to_string(), NameEntry { associations: vec![digest], ..Default::default() }),
+            ("bus2._device.fleet.example".to_string(), NameEntry::default()),
+        ]);
         TrustMap::new(policy, names, 1, 0)
     }
 
@@ -186,6 +234,14 @@ mod tests {
         assert_eq!(decide(&m, CAR, "00-00-00-00-00-01:SSID2", Some(1)), Decision::Reject(Reason::UnknownSsid));
         assert_eq!(decide(&m, CAR, "00-00-00-00-00-01", Some(1)), Decision::Reject(Reason::NoSsid));
         assert_eq!(decide(&m, "not a name", on, Some(1)), Decision::Reject(Reason::InvalidName));
+        assert_eq!(decide(&m, "bus1._device.fleet.example", on, Some(1)), Decision::Accept { reply: &[] });
+        assert_eq!(decide(&m, "bus2._device.fleet.example", on, Some(1)), Decision::Reject(Reason::NotPublished));
+        assert_eq!(decide(&m, "bus3._device.fleet.example", on, Some(1)), Decision::Reject(Reason::DiscoveryPending));
+        assert_eq!(
+            decide(&m, "a.bus3._device.fleet.example", on, Some(1)),
+            Decision::Reject(Reason::NameNotAllowed),
+            "one label below the domain only"
+        );
         // Names compare in normal form.
         assert_eq!(decide(&m, "CAR54._device.cars.example.", on, Some(1)), Decision::Accept { reply: &[] });
         let req = Request { user_name: Some(CAR), called_station_id: Some(on), ..Default::default() };

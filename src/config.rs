@@ -9,19 +9,50 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::policyfeed::PolicySource;
+
 /// Everything an instance needs. Sync settings are `Some` when `policy` is set.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
     pub trust_map: PathBuf,
     pub reload_interval: Duration,
+    pub reply: ReplyConfig,
+    /// Where the metrics listener serves `/metrics` and `/status` (None: off).
+    pub metrics: Option<SocketAddr>,
     pub sync: Option<SyncConfig>,
 }
+
+/// What the NAS and the device are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyConfig {
+    /// `Reply-Message` of a reject: generic, because the device and the NAS need not learn
+    /// why (the reason goes to the log and Module-Failure-Message). Empty: none.
+    pub reject_message: String,
+    /// On accept, set `User-Name` to the verified, normalised DNS name, so accounting
+    /// records the identity that was proven, not what the supplicant typed.
+    pub user_name: bool,
+    /// On accept, put the device's organisation domain into this attribute (e.g. `Class`,
+    /// which the NAS echoes in accounting). None: off.
+    pub organisation_attribute: Option<String>,
+}
+
+impl Default for ReplyConfig {
+    fn default() -> Self {
+        ReplyConfig { reject_message: DEFAULT_REJECT_MESSAGE.into(), user_name: true, organisation_attribute: None }
+    }
+}
+
+/// The shipped `reject_message`.
+pub const DEFAULT_REJECT_MESSAGE: &str = "Access denied";
 
 /// DNS trust sync settings (enabled by `policy`).
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
-    pub policy: PathBuf,
+    pub policy: PolicySource,
+    /// How often a policy URL is fetched again (a file is looked at every
+    /// `reload_interval`).
+    pub policy_refresh: Duration,
     pub ca_path: PathBuf,
     pub ca_bundle: PathBuf,
     pub dns_servers: Vec<SocketAddr>,
@@ -40,6 +71,27 @@ pub struct SyncConfig {
     pub concurrency: usize,
     pub registry_domain: String,
     pub require_registry: bool,
+    /// Time one name's whole discovery may take (DNS, chain, registry) before it counts
+    /// as failed: one slow zone cannot hold a refresh slot longer.
+    pub name_timeout: Duration,
+    /// Most TLSA records looked at per name.
+    pub max_records: usize,
+    /// Most CA fetches sent per second.
+    pub ca_fetch_rate: u32,
+    /// Most refreshes in flight for names under one domain (of `concurrency`).
+    pub concurrency_per_domain: usize,
+    /// Most lookups in flight for names discovered on demand (a pool of its own, so a
+    /// flood of new names never takes slots from the policy's names).
+    pub discovery_concurrency: usize,
+    /// New names discovered on demand per domain per second (a burst of as many).
+    pub discovery_rate: f64,
+    /// How long a name discovered on demand is kept without being seen again.
+    pub discovery_idle: Duration,
+    /// Most names discovered on demand tracked at once.
+    pub discovery_max_names: usize,
+    /// When the trust map file gets large, how often at most it is rewritten (a small one
+    /// is written before every swap).
+    pub persist_interval: Duration,
 }
 
 /// Keys the shim consumes itself (listed so they are not reported as unknown).
@@ -56,14 +108,32 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
     let mut take = Taker { map, name };
     let trust_map = take.path("trust_map")?.ok_or("trust_map is required (where the trust map snapshot lives)")?;
     let reload_interval = take.duration("reload_interval", Duration::from_secs(1))?;
-    let sync = match take.path("policy")? {
+    let reply = ReplyConfig {
+        reject_message: take.raw("reject_message").unwrap_or(DEFAULT_REJECT_MESSAGE).trim().to_owned(),
+        user_name: take.boolean("reply_user_name", true)?,
+        organisation_attribute: take.string("organisation_attribute"),
+    };
+    let metrics_address = take.string("metrics_address");
+    let metrics = match take.string("metrics_port") {
+        None => None,
+        Some(port) => {
+            let port: u16 = port.parse().map_err(|_| format!("metrics_port = {port:?}: not a port number"))?;
+            let ip = metrics_address.as_deref().unwrap_or("127.0.0.1");
+            let ip: std::net::IpAddr =
+                ip.parse().map_err(|_| format!("metrics_address = {ip:?}: not an IP address"))?;
+            Some(SocketAddr::new(ip, port))
+        }
+    };
+    let sync = match take.string("policy") {
         None => None,
         Some(policy) => {
+            let policy = PolicySource::parse(&policy)?;
             let ca_path =
                 take.path("ca_path")?.ok_or("ca_path is required when policy is set (where the CA set is written)")?;
             let ca_bundle = take.path("ca_bundle")?.unwrap_or_else(|| ca_path.with_extension("pem"));
             Some(SyncConfig {
                 policy,
+                policy_refresh: take.duration("policy_refresh", Duration::from_secs(60))?,
                 ca_bundle,
                 ca_path,
                 dns_servers: take.socket_addrs("dns_servers", 53)?,
@@ -82,6 +152,15 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
                 concurrency: take.number("concurrency", 32)?.max(1),
                 registry_domain: take.string("registry_domain").unwrap_or_else(|| "iotregistry.ca".into()),
                 require_registry: take.boolean("require_registry", false)?,
+                name_timeout: take.duration("name_timeout", Duration::from_secs(20))?,
+                max_records: take.number("max_records", 16)?.max(1),
+                ca_fetch_rate: take.number("ca_fetch_rate", 50)?.min(u32::MAX as usize) as u32,
+                concurrency_per_domain: take.number("concurrency_per_domain", 8)?.max(1),
+                discovery_concurrency: take.number("discovery_concurrency", 16)?.max(1),
+                discovery_rate: take.rate("discovery_rate", 10.0)?,
+                discovery_idle: take.duration("discovery_idle", Duration::from_secs(86_400))?,
+                discovery_max_names: take.number("discovery_max_names", 1_000_000)?,
+                persist_interval: take.duration("persist_interval", Duration::from_secs(5))?,
             })
         }
     };
@@ -95,8 +174,11 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
         if s.min_interval > s.max_interval {
             return Err("min_interval is larger than max_interval".into());
         }
+        if s.name_timeout.is_zero() {
+            return Err("name_timeout must be above 0".into());
+        }
     }
-    Ok(Config { name: name.to_owned(), trust_map, reload_interval, sync })
+    Ok(Config { name: name.to_owned(), trust_map, reload_interval, reply, metrics, sync })
 }
 
 struct Taker<'a> {
@@ -106,6 +188,11 @@ struct Taker<'a> {
 }
 
 impl Taker<'_> {
+    /// The value as given, even empty (an empty `reject_message` turns it off).
+    fn raw(&mut self, key: &str) -> Option<&str> {
+        self.map.remove(key)
+    }
+
     fn string(&mut self, key: &str) -> Option<String> {
         self.map.remove(key).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
     }
@@ -125,6 +212,16 @@ impl Taker<'_> {
         match self.string(key) {
             None => Ok(default),
             Some(v) => v.parse().map_err(|_| format!("{key} = {v:?}: not a whole number")),
+        }
+    }
+
+    fn rate(&mut self, key: &str, default: f64) -> Result<f64, String> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) => match v.parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 && r <= 1e6 => Ok(r),
+                _ => Err(format!("{key} = {v:?}: expected a number of names per second above 0")),
+            },
         }
     }
 
@@ -333,6 +430,31 @@ mod tests {
         assert_eq!(s.max_stale, Duration::from_secs(7200));
         assert_eq!(s.ca_bundle, PathBuf::from("/ca.pem"));
         assert!(s.require_registry);
+    }
+
+    #[test]
+    fn reply_options_default_to_a_generic_reject_and_the_verified_user_name() {
+        let c = from_pairs("rust", &pairs(&[("trust_map", "/m")])).unwrap();
+        assert_eq!(c.reply, ReplyConfig::default());
+        assert_eq!(c.reply.reject_message, "Access denied");
+        let c = from_pairs(
+            "rust",
+            &pairs(&[
+                ("trust_map", "/m"),
+                ("reject_message", ""),
+                ("reply_user_name", "no"),
+                ("organisation_attribute", "Class"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.reply,
+            ReplyConfig {
+                reject_message: String::new(),
+                user_name: false,
+                organisation_attribute: Some("Class".into())
+            }
+        );
     }
 
     #[test]

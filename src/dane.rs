@@ -7,7 +7,7 @@
 //! Bogus, no records, or no answer at all), so the sync decides per name what to keep.
 //!
 //! [`classify`] is the pure second half: which records can yield a certificate association
-//! (usage 3 in any form, usage 4 as a full certificate) and why the others cannot.
+//! (usages 2 and 3 in any form, usage 4 as a full certificate) and why the others cannot.
 //!
 //! Validation is always on. Without a trust anchor file hickory's built-in root anchors
 //! are used; with one, only the DNSKEYs in that file are trusted (a private root or
@@ -169,6 +169,10 @@ pub enum RecordUse {
     /// DER certificate (`3 0 0`), one SubjectPublicKeyInfo (`3 1 0`), or a digest of the
     /// right length.
     DaneEe { selector: Selector, matching: Matching },
+    /// Usage 2 (DANE-TA), any selector and matching type: a trust anchor the presented
+    /// certificate's verified chain must pass through; DNSSEC alone authenticates it (the
+    /// caller must require a Secure answer). The data's form is checked as for DANE-EE.
+    DaneTa { selector: Selector, matching: Matching },
     /// Cannot yield a certificate association.
     Unusable { reason: String },
 }
@@ -194,10 +198,9 @@ fn classify_inner(r: &TlsaRecord) -> Result<RecordUse, String> {
         }
     }
     match r.usage {
-        3 | 4 => {}
-        0 => return Err(format!("{what}: usage 0 (PKIX-TA) is not supported, use 3 or 4")),
+        2..=4 => {}
+        0 => return Err(format!("{what}: usage 0 (PKIX-TA) is not supported, use 2, 3 or 4")),
         1 => return Err(format!("{what}: usage 1 (PKIX-EE) is not supported, use 3 or 4")),
-        2 => return Err(format!("{what}: usage 2 (DANE-TA) names a CA, not the device")),
         255 => return Err(format!("{what}: usage 255 (PrivCert) has no defined meaning")),
         u => return Err(format!("{what}: usage {u} is unassigned")),
     }
@@ -221,7 +224,7 @@ fn classify_inner(r: &TlsaRecord) -> Result<RecordUse, String> {
         (Selector::Spki, Matching::Full) => check_spki(&r.data).map_err(|e| format!("{what}: malformed, {e}"))?,
         _ => {}
     }
-    Ok(RecordUse::DaneEe { selector, matching })
+    Ok(if r.usage == 2 { RecordUse::DaneTa { selector, matching } } else { RecordUse::DaneEe { selector, matching } })
 }
 
 /// The data of a `3 1 0` record must be one DER SubjectPublicKeyInfo, as OpenSSL encodes
@@ -673,6 +676,10 @@ mod tests {
         assert_eq!(classify(&rec(3, 1, 0, spki_der())), ee(Selector::Spki, Matching::Full));
         assert_eq!(classify(&rec(3, 0, 1, vec![1; 32])), ee(Selector::Cert, Matching::Sha256));
         assert_eq!(classify(&rec(3, 1, 2, vec![1; 64])), ee(Selector::Spki, Matching::Sha512));
+        assert_eq!(
+            classify(&rec(2, 0, 1, vec![1; 32])),
+            RecordUse::DaneTa { selector: Selector::Cert, matching: Matching::Sha256 }
+        );
     }
 
     #[test]
@@ -693,6 +700,7 @@ mod tests {
                     match (usage, selector, matching) {
                         (4, 0, 0) => assert_eq!(got, RecordUse::PkixCd),
                         (3, 0 | 1, 0..=2) => assert!(matches!(got, RecordUse::DaneEe { .. }), "{r:?} -> {got:?}"),
+                        (2, 0 | 1, 0..=2) => assert!(matches!(got, RecordUse::DaneTa { .. }), "{r:?} -> {got:?}"),
                         _ => assert!(matches!(got, RecordUse::Unusable { .. }), "{r:?} -> {got:?}"),
                     }
                 }
@@ -709,7 +717,6 @@ mod tests {
         assert!(unusable(&rec(3, 0, 3, der.clone())).contains("matching type 3"));
         assert!(unusable(&rec(0, 0, 0, der.clone())).contains("PKIX-TA"));
         assert!(unusable(&rec(1, 0, 0, der.clone())).contains("PKIX-EE"));
-        assert!(unusable(&rec(2, 0, 0, der.clone())).contains("DANE-TA"));
         assert!(unusable(&rec(255, 0, 0, der.clone())).contains("PrivCert"));
         assert!(unusable(&rec(5, 0, 0, der)).contains("unassigned"));
     }

@@ -9,6 +9,9 @@
 //!   brings its CA chain (fetched as for PKIX-CD).
 //! - usage 4 (PKIX-CD) `4 0 0` is authenticated by its CA chain fetched over HTTPS, and the
 //!   name must be in its SAN; Secure or Insecure both do.
+//! - usage 2 (DANE-TA), any form, counts only in a Secure answer: the presented
+//!   certificate's verified chain must pass through the anchor and name the device; the
+//!   anchor's certificate goes into the CA set when the sync can get it;
 //! - a certificate whose CN lies under the IoT Registry domain must also be listed there.
 //!
 //! Every skipped record is reported with its reason, which is what the operator CLI prints.
@@ -17,11 +20,15 @@ use std::fmt;
 
 use openssl::x509::X509;
 
-use crate::association::{Association, Matching, Selector, Usage};
+use std::collections::HashMap;
+
+use crate::association::{Association, Digest, Matching, Selector, Usage};
 use crate::cafetch::{CaFetcher, FetchError};
 use crate::chain::{self, ChainError, ChainLimits};
 use crate::dane::{classify, RecordUse, TlsaAnswer, TlsaRecord, TlsaResolver};
+use crate::name;
 use crate::pki;
+use crate::presented::OwnedDigests;
 use crate::registry::{Registry, RegistryVerdict};
 use crate::schedule::{Discovered, Outcome};
 
@@ -58,10 +65,61 @@ impl fmt::Display for NameReport {
 
 /// The parts discovery needs, shared by all names of a sync round.
 pub struct Discoverer {
+    /// DNS answers by what DNSSEC proved, in [`DNS_CLASSES`] order.
+    pub answers: DnsAnswerCounts,
     pub resolver: TlsaResolver,
     pub fetcher: CaFetcher,
     pub registry: Registry,
     pub limits: ChainLimits,
+    /// Most TLSA records of one name looked at (the rest is reported and ignored).
+    pub max_records: usize,
+    /// CA certificates seen so far, by digest: how a trust anchor published only as a
+    /// digest (`2 x 1`, `2 x 2`) is found for the CA set.
+    pub known: KnownCas,
+}
+
+/// The DNSSEC classes of TLSA answers, as the metrics name them.
+pub const DNS_CLASSES: [&str; 5] = ["secure", "insecure", "bogus", "no-records", "failed"];
+
+/// TLSA answers received, per class.
+#[derive(Debug, Default)]
+pub struct DnsAnswerCounts([std::sync::atomic::AtomicU64; 5]);
+
+impl DnsAnswerCounts {
+    fn count(&self, answer: &TlsaAnswer) {
+        let i = DNS_CLASSES.iter().position(|c| *c == answer.kind()).unwrap_or(4);
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (class, answers) in [`DNS_CLASSES`] order.
+    pub fn get(&self) -> [(&'static str, u64); 5] {
+        std::array::from_fn(|i| (DNS_CLASSES[i], self.0[i].load(std::sync::atomic::Ordering::Relaxed)))
+    }
+}
+
+/// CA certificates by (selector, digest) of their certificate and key.
+#[derive(Default)]
+pub struct KnownCas(std::sync::Mutex<HashMap<(Selector, Digest), X509>>);
+
+impl KnownCas {
+    fn learn(&self, cas: &[X509]) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for ca in cas {
+            let Ok(d) = OwnedDigests::of(ca) else { continue };
+            for key in [
+                (Selector::Cert, Digest::Sha256(d.cert_sha256)),
+                (Selector::Cert, Digest::Sha512(d.cert_sha512)),
+                (Selector::Spki, Digest::Sha256(d.spki_sha256)),
+                (Selector::Spki, Digest::Sha512(d.spki_sha512)),
+            ] {
+                map.entry(key).or_insert_with(|| ca.clone());
+            }
+        }
+    }
+
+    fn find(&self, selector: Selector, digest: &Digest) -> Option<X509> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&(selector, *digest)).cloned()
+    }
 }
 
 /// A record's failure, and whether asking again later could change it.
@@ -88,6 +146,7 @@ impl Discoverer {
     /// Discovers `name` at wall-clock time `now` (Unix seconds).
     pub async fn discover(&self, name: &str, now: i64) -> (Outcome, NameReport) {
         let answer = self.resolver.lookup(name).await;
+        self.answers.count(&answer);
         let mut report = NameReport { name: name.to_owned(), dns: answer.kind(), records: Vec::new() };
         let (records, ttl, secure) = match answer {
             TlsaAnswer::Secure { records, ttl } => (records, ttl, true),
@@ -102,6 +161,20 @@ impl Discoverer {
         let mut associations: Vec<Association> = Vec::new();
         let mut cas: Vec<X509> = Vec::new();
         let mut transient = None;
+        // A zone can publish hundreds of records at a name; a fixed order makes the ones
+        // looked at the same every time.
+        let mut records = records;
+        records.sort_by(|a, b| {
+            (a.usage, a.selector, a.matching, &a.data).cmp(&(b.usage, b.selector, b.matching, &b.data))
+        });
+        if records.len() > self.max_records {
+            let ignored = records.len() - self.max_records;
+            records.truncate(self.max_records);
+            report.records.push(RecordReport {
+                record: format!("{ignored} more"),
+                result: Err(format!("ignored: more than {} TLSA records at the name", self.max_records)),
+            });
+        }
         for record in &records {
             let label =
                 format!("{} {} {} ({} bytes)", record.usage, record.selector, record.matching, record.data.len());
@@ -161,7 +234,71 @@ impl Discoverer {
                 Ok(Found { association, ca_set: Vec::new(), summary })
             }
             RecordUse::PkixCd => self.pkix_cd(name, record, now).await,
+            RecordUse::DaneTa { .. } if !secure => {
+                Err(Skip::definitive("DANE-TA (usage 2) needs a DNSSEC-secure answer; this one is insecure".into()))
+            }
+            RecordUse::DaneTa { selector, matching } => self.dane_ta(name, record, selector, matching, now).await,
         }
+    }
+
+    /// `2 x y`: DNSSEC authenticated the trust anchor; the presented certificate's chain
+    /// must pass through it and carry the name (checked per request). The sync gives the
+    /// handshake the anchor and its CAs when it can find the anchor's certificate: in a
+    /// `2 0 0` record, under `.well-known/ca/` by the key id of a `2 1 0` record's key, or
+    /// among the CAs it has seen for a digest record.
+    async fn dane_ta(
+        &self,
+        name: &str,
+        record: &TlsaRecord,
+        selector: Selector,
+        matching: Matching,
+        now: i64,
+    ) -> Result<Found, Skip> {
+        let association =
+            Association::from_data(Usage::DaneTa, selector, matching, &record.data, None).map_err(Skip::definitive)?;
+        let host = name::authority_host(name);
+        let anchor = match (selector, matching) {
+            (Selector::Cert, Matching::Full) => Some(certificate(record)?),
+            (Selector::Spki, Matching::Full) => {
+                let (Some(host), Some(key_id)) = (host.as_deref(), pki::spki_key_id(&record.data)) else {
+                    return Ok(self.anchor_unknown(association, "no authority host or key id to fetch it by"));
+                };
+                match self.fetcher.fetch(host, &key_id).await {
+                    Ok(ca) if pki::spki_der(&ca).is_ok_and(|k| k == record.data) => Some(ca),
+                    Ok(_) => {
+                        return Ok(self.anchor_unknown(association, "the CA served for its key id has another key"))
+                    }
+                    Err(e) => return Ok(self.anchor_unknown(association, &format!("fetching it: {e}"))),
+                }
+            }
+            _ => self.known.find(selector, &association.digest),
+        };
+        let Some(anchor) = anchor else {
+            return Ok(self.anchor_unknown(association, "no CA with that digest seen yet"));
+        };
+        let subject = pki::oneline(anchor.subject_name());
+        let ca_set = match host.as_deref() {
+            Some(host) => chain::anchor_chain(&anchor, host, &self.fetcher, self.limits, now).await,
+            None if chain::is_self_signed_root(&anchor) => Ok(vec![anchor.clone()]),
+            None => Err(ChainError::NoAuthorityHost(name.to_owned())),
+        }
+        .map_err(|e| Skip {
+            transient: chain_error_is_transient(&e),
+            reason: format!("trust anchor {subject}: {e}"),
+        })?;
+        self.known.learn(&ca_set);
+        let summary = format!("{association} (DNSSEC): trust anchor {subject}");
+        Ok(Found { association, ca_set, summary })
+    }
+
+    /// A trust anchor whose certificate the sync cannot get: the association still holds
+    /// (it matches once the CA reaches the CA set some other way), and the report says why.
+    fn anchor_unknown(&self, association: Association, why: &str) -> Found {
+        let summary = format!(
+            "{association} (DNSSEC): trust anchor certificate not available ({why}); its handshakes need it in \
+             the CA set"
+        );
+        Found { association, ca_set: Vec::new(), summary }
     }
 
     /// `4 0 0`: the certificate, its CA chain by AKI over HTTPS, the SAN, the registry.
@@ -176,6 +313,7 @@ impl Discoverer {
             Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Full, &record.data, Some(not_after))
                 .map_err(Skip::definitive)?;
         let summary = format!("{association}: {} via {}", pki::oneline(leaf.subject_name()), describe(chain.cas()));
+        self.known.learn(chain.cas());
         Ok(Found { association, ca_set: chain.cas().to_vec(), summary })
     }
 
@@ -226,7 +364,7 @@ fn same_cert(a: &X509, b: &X509) -> bool {
 fn chain_error_is_transient(e: &ChainError) -> bool {
     match e {
         ChainError::Fetch { error, .. } => match error {
-            FetchError::Timeout { .. } | FetchError::Transport { .. } => true,
+            FetchError::Timeout { .. } | FetchError::Transport { .. } | FetchError::RateLimited { .. } => true,
             FetchError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         },

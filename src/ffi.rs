@@ -6,6 +6,7 @@
 
 use crate::check::{Decision, Request};
 use crate::config;
+use crate::counters::Stage;
 use crate::instance::Instance;
 use crate::logging::{self, c_text};
 use crate::presented::{CaptureError, PresentedCert, RawCapture, Source};
@@ -20,7 +21,7 @@ pub mod boundary {
 
 use boundary::{
     rlm_rust_capture_source, rlm_rust_config, rlm_rust_host, rlm_rust_instance, rlm_rust_log_level, rlm_rust_request,
-    rlm_rust_sink, rlm_rust_str, rlm_rust_values, rlm_rust_verdict, RLM_RUST_MAX_SAN_DNS,
+    rlm_rust_sink, rlm_rust_stage, rlm_rust_str, rlm_rust_values, rlm_rust_verdict, RLM_RUST_MAX_SAN_DNS,
 };
 
 /// Runs `f`, turning a panic into `fallback` plus an error log. Nothing unwinds past here.
@@ -195,12 +196,54 @@ pub unsafe extern "C" fn rlm_rust_check(
         let req = unsafe {
             Request { user_name: borrow(&r.user_name), called_station_id: borrow(&r.called_station_id), cert }
         };
-        inst.decide(&req, |outcome| apply(sink, &outcome.decision, &outcome.log_line))
+        let wants_cui = r.wants_cui != 0;
+        // A C enum crosses as its integer: anything unknown counts as post-auth.
+        let stage = match r.stage {
+            rlm_rust_stage::RLM_RUST_STAGE_TLS_CHECK => Stage::TlsCheck,
+            _ => Stage::PostAuth,
+        };
+        inst.decide(stage, &req, |outcome| {
+            let identity = match (&outcome.decision, req.user_name) {
+                (Decision::Accept { .. }, Some(name)) => inst.identity_pairs(name, wants_cui),
+                _ => Vec::new(),
+            };
+            apply(sink, &outcome.decision, &outcome.log_line, &identity, inst.reject_message())
+        })
     })
 }
 
-/// Hands the decision's side effects to the host.
-fn apply(sink: &rlm_rust_sink, decision: &Decision<'_>, log_line: &str) -> rlm_rust_verdict {
+/// # Safety
+/// `inst` came from `rlm_rust_instantiate`; `user_name` points to `len` bytes (or is
+/// NULL) for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn rlm_rust_discover(
+    inst: *const rlm_rust_instance,
+    user_name: *const rlm_rust_str,
+) -> libc::c_int {
+    guarded("rlm_rust_discover", 0, || {
+        // SAFETY: NULL-checked; valid for the duration of the call.
+        let (Some(inst), Some(name)) = (unsafe { inst.cast::<Instance>().as_ref() }, unsafe { user_name.as_ref() })
+        else {
+            return 0;
+        };
+        // SAFETY: points into the request's User-Name VALUE_PAIR.
+        match unsafe { borrow(name) } {
+            Some(n) => libc::c_int::from(inst.hint(n)),
+            None => 0,
+        }
+    })
+}
+
+/// Hands the decision's side effects to the host: on accept the role's reply attributes and
+/// the verified identity; on reject the precise reason for the log and Module-Failure-Message,
+/// and only the generic message for the device.
+fn apply(
+    sink: &rlm_rust_sink,
+    decision: &Decision<'_>,
+    log_line: &str,
+    identity: &[(&str, String)],
+    reject_message: &str,
+) -> rlm_rust_verdict {
     if let Some(log) = sink.log {
         let line = c_text(log_line);
         // SAFETY: host callback, copies the message.
@@ -209,8 +252,9 @@ fn apply(sink: &rlm_rust_sink, decision: &Decision<'_>, log_line: &str) -> rlm_r
     match decision {
         Decision::Accept { reply } => {
             if let Some(add) = sink.add_pair {
-                for attr in reply.iter() {
-                    let (a, v) = (c_text(&attr.attribute), c_text(&attr.value));
+                let role = reply.iter().map(|a| (a.attribute.as_str(), a.value.as_str()));
+                for (attr, value) in role.chain(identity.iter().map(|(a, v)| (*a, v.as_str()))) {
+                    let (a, v) = (c_text(attr), c_text(value));
                     // SAFETY: host callback; it reports failures itself (unknown attribute).
                     unsafe { add(sink.ctx, a.as_ptr(), v.as_ptr()) };
                 }
@@ -219,9 +263,9 @@ fn apply(sink: &rlm_rust_sink, decision: &Decision<'_>, log_line: &str) -> rlm_r
         }
         Decision::Reject(reason) => {
             if let Some(set) = sink.set_reason {
-                let text = c_text(&format!("rlm_rust: {reason}"));
-                // SAFETY: host callback, copies the message.
-                unsafe { set(sink.ctx, text.as_ptr()) };
+                let (text, message) = (c_text(&format!("rlm_rust: {reason}")), c_text(reject_message));
+                // SAFETY: host callback, copies both messages.
+                unsafe { set(sink.ctx, text.as_ptr(), message.as_ptr()) };
             }
             rlm_rust_verdict::RLM_RUST_REJECT
         }

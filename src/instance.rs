@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::check::{self, ssid_of, Decision, Request};
-use crate::config::Config;
+use crate::config::{Config, ReplyConfig};
+use crate::counters::{DecisionCounters, Stage};
+use crate::exporter::{Exporter, Sources};
+use crate::name::MAX_NAME_LEN;
+use crate::ondemand::Hint;
 use crate::presented::Source;
 use crate::sync::SyncThread;
 use crate::watch::{SnapshotCell, Watcher};
@@ -28,6 +32,9 @@ pub struct Instance {
     label: String,
     snapshot: Arc<SnapshotCell>,
     feeder: Feeder,
+    reply: ReplyConfig,
+    decisions: Arc<DecisionCounters>,
+    exporter: Option<Exporter>,
 }
 
 /// Shortest interval accepted. A poll is one stat(); 5 ms lets a trust map written 100
@@ -50,18 +57,83 @@ impl Instance {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        Ok(Instance { label, snapshot, feeder })
+        let decisions = Arc::new(DecisionCounters::default());
+        let exporter = match config.metrics {
+            None => None,
+            Some(addr) => {
+                let sync = match &feeder {
+                    Feeder::Sync(s) => Some(s.handle()),
+                    Feeder::Watch(_) => None,
+                };
+                let sources = Sources {
+                    instance: config.name.clone(),
+                    decisions: decisions.clone(),
+                    snapshot: snapshot.clone(),
+                    sync,
+                };
+                Some(Exporter::start(&label, addr, sources)?)
+            }
+        };
+        Ok(Instance { label, snapshot, feeder, reply: config.reply, decisions, exporter })
+    }
+
+    /// Where the metrics listener serves (None: off).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.exporter.as_ref().map(Exporter::addr)
+    }
+
+    /// The `Reply-Message` of a reject (empty: none).
+    pub fn reject_message(&self) -> &str {
+        &self.reply.reject_message
+    }
+
+    /// What an accept tells the NAS about who was admitted, besides the role's attributes:
+    /// the verified name as `User-Name` (the outer identity is whatever the supplicant
+    /// typed), as `Chargeable-User-Identity` when the NAS asked for one (RFC 4372), and the
+    /// organisation's domain in the configured attribute.
+    pub fn identity_pairs(&self, user_name: &str, wants_cui: bool) -> Vec<(&str, String)> {
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let Ok(name) = crate::name::normalize_into(user_name, &mut buf) else { return Vec::new() };
+        let mut pairs = Vec::with_capacity(3);
+        if self.reply.user_name {
+            pairs.push(("User-Name", name.to_owned()));
+        }
+        if wants_cui {
+            pairs.push(("Chargeable-User-Identity", name.to_owned()));
+        }
+        if let (Some(attr), Some(org)) = (&self.reply.organisation_attribute, crate::name::organisation(name)) {
+            pairs.push((attr.as_str(), org.to_owned()));
+        }
+        pairs
     }
 
     pub fn snapshot(&self) -> &SnapshotCell {
         &self.snapshot
     }
 
+    /// A name from an EAP identity, seen before its handshake: when the policy admits it
+    /// only through its domain, the sync looks it up now, so its answer is usually in by
+    /// the time the check runs. Never blocks. Returns whether the sync was told.
+    pub fn hint(&self, user_name: &str) -> bool {
+        let Feeder::Sync(sync) = &self.feeder else { return false };
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let Ok(name) = crate::name::normalize_into(user_name, &mut buf) else { return false };
+        let guard = self.snapshot.load();
+        let Some(map) = guard.as_deref() else { return false };
+        // Names of exact entries are looked up ahead of time; anything else not under a
+        // domain entry is never looked up (it is arbitrary input).
+        if !map.policy().covers(name) || map.policy().interned(name).is_some() {
+            return false;
+        }
+        Hint::new(name).is_some_and(|h| sync.hint(h))
+    }
+
     /// Decides `req` and hands the outcome to `effects` while the snapshot is borrowed.
-    pub fn decide<R>(&self, req: &Request<'_>, effects: impl FnOnce(&Outcome<'_>) -> R) -> R {
+    pub fn decide<R>(&self, stage: Stage, req: &Request<'_>, effects: impl FnOnce(&Outcome<'_>) -> R) -> R {
         let started = Instant::now();
         let guard = self.snapshot.load();
         let decision = check::check(guard.as_deref(), req);
+        self.decisions.count(stage, &decision);
         let micros = started.elapsed().as_micros();
         let outcome = Outcome { log_line: self.log_line(req, &decision, micros), decision };
         effects(&outcome)
@@ -99,6 +171,9 @@ impl Instance {
     }
 
     pub fn stop(&mut self) {
+        if let Some(e) = &mut self.exporter {
+            e.stop();
+        }
         match &mut self.feeder {
             Feeder::Watch(w) => w.stop(),
             Feeder::Sync(s) => s.stop(),
@@ -144,6 +219,8 @@ mod tests {
             name: "t".into(),
             trust_map: dir.path().join("absent.json"),
             reload_interval: Duration::from_millis(10),
+            reply: Default::default(),
+            metrics: None,
             sync: None,
         })
         .unwrap();
@@ -152,7 +229,7 @@ mod tests {
             called_station_id: Some("00-00-00-00-00-01:SSID1"),
             ..Default::default()
         };
-        let line = inst.decide(&req, |o| {
+        let line = inst.decide(Stage::PostAuth, &req, |o| {
             assert_eq!(o.decision, Decision::Reject(check::Reason::NoTrustMap));
             o.log_line.clone()
         });

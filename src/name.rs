@@ -51,31 +51,49 @@ pub fn normalize(input: &str) -> Result<String, NameError> {
 }
 
 /// Like [`normalize`] but writes into a caller buffer, so the request path never allocates.
+/// One pass over the bytes: copy, fold case, and check each label as it ends.
 pub fn normalize_into<'b>(input: &str, buf: &'b mut [u8; MAX_NAME_LEN]) -> Result<&'b str, NameError> {
-    let trimmed = input.strip_suffix('.').unwrap_or(input);
+    let trimmed = input.strip_suffix('.').unwrap_or(input).as_bytes();
     if trimmed.is_empty() {
         return Err(NameError::Empty);
     }
     if trimmed.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong(trimmed.len()));
     }
-    let mut labels = 0;
-    let mut all_numeric = true;
-    for label in trimmed.split('.') {
+    let label_text = |start: usize, end: usize| String::from_utf8_lossy(&trimmed[start..end]).into_owned();
+    let (mut labels, mut start, mut all_numeric) = (0, 0, true);
+    for (i, &b) in trimmed.iter().enumerate() {
+        if b != b'.' {
+            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                // The first character of the input that is not allowed, as a char.
+                let c = input[i..].chars().next().unwrap_or('?');
+                return Err(NameError::BadCharacter(c));
+            }
+            all_numeric &= b.is_ascii_digit();
+            buf[i] = b.to_ascii_lowercase();
+            if i + 1 < trimmed.len() {
+                continue;
+            }
+        } else {
+            buf[i] = b;
+        }
+        // A label ends here (at a dot, or at the last byte).
+        let end = if b == b'.' { i } else { i + 1 };
         labels += 1;
-        if label.is_empty() {
+        if end == start {
             return Err(NameError::EmptyLabel);
         }
-        if label.len() > MAX_LABEL_LEN {
-            return Err(NameError::LabelTooLong(label.to_owned()));
+        if end - start > MAX_LABEL_LEN {
+            return Err(NameError::LabelTooLong(label_text(start, end)));
         }
-        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            return Err(NameError::BadCharacter(c));
+        if trimmed[start] == b'-' || trimmed[end - 1] == b'-' {
+            return Err(NameError::HyphenAtLabelEdge(label_text(start, end)));
         }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(NameError::HyphenAtLabelEdge(label.to_owned()));
-        }
-        all_numeric &= label.bytes().all(|b| b.is_ascii_digit());
+        start = i + 1;
+    }
+    if trimmed.last() == Some(&b'.') {
+        // "a.b." with the trailing dot removed still ending in a dot: "a.b.."
+        return Err(NameError::EmptyLabel);
     }
     if all_numeric {
         return Err(NameError::IpAddress);
@@ -83,11 +101,8 @@ pub fn normalize_into<'b>(input: &str, buf: &'b mut [u8; MAX_NAME_LEN]) -> Resul
     if labels < 2 {
         return Err(NameError::SingleLabel);
     }
-    let out = &mut buf[..trimmed.len()];
-    out.copy_from_slice(trimmed.as_bytes());
-    out.make_ascii_lowercase();
     // Only ASCII was accepted above, so this cannot fail.
-    std::str::from_utf8(out).map_err(|_| NameError::BadCharacter('?'))
+    std::str::from_utf8(&buf[..trimmed.len()]).map_err(|_| NameError::BadCharacter('?'))
 }
 
 /// The host that serves a PKIX-CD name's CA certificates: the labels right of the first
@@ -104,6 +119,20 @@ pub fn authority_host(name: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The domain of the organisation that publishes a device name: the labels right of its
+/// first `_label` (`car54._device.cars.example` -> `cars.example`), or, for a name without
+/// one, its parent. What accounting attributes a session to.
+pub fn organisation(name: &str) -> Option<&str> {
+    let mut rest = name;
+    while let Some((label, tail)) = rest.split_once('.') {
+        if label.starts_with('_') {
+            return Some(tail);
+        }
+        rest = tail;
+    }
+    name.split_once('.').map(|(_, parent)| parent).filter(|p| p.contains('.'))
 }
 
 #[cfg(test)]
@@ -138,5 +167,13 @@ mod tests {
         assert_eq!(authority_host("a.b._device.example.net").as_deref(), Some("device.example.net"));
         assert_eq!(authority_host("car54.device.cars.example"), None);
         assert_eq!(authority_host("car54._device"), None);
+    }
+
+    #[test]
+    fn organisation_is_what_follows_the_underscore_label() {
+        assert_eq!(organisation("car54._device.cars.example"), Some("cars.example"));
+        assert_eq!(organisation("a.b._device.example.net"), Some("example.net"));
+        assert_eq!(organisation("meter7.meters.example"), Some("meters.example"));
+        assert_eq!(organisation("meters.example"), None, "a bare domain names no organisation above it");
     }
 }

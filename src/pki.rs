@@ -85,6 +85,35 @@ pub fn spki_der(cert: &X509Ref) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     Ok(buf)
 }
 
+/// The key identifier OpenSSL gives a certificate of this SubjectPublicKeyInfo (RFC 5280
+/// method 1: SHA-1 of the subjectPublicKey BIT STRING's bits): how a CA named only by
+/// its key (`2 1 0`) is found under `.well-known/ca/`. None if `spki` is not a DER
+/// SEQUENCE of an AlgorithmIdentifier and a BIT STRING.
+pub fn spki_key_id(spki: &[u8]) -> Option<[u8; 20]> {
+    // (tag, content, rest) of one DER TLV.
+    fn tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, d) = d.split_first()?;
+        let (&first, mut d) = d.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || d.len() < n {
+                return None;
+            }
+            let len = d[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            d = &d[n..];
+            len
+        };
+        (d.len() >= len).then(|| (tag, &d[..len], &d[len..]))
+    }
+    let (0x30, body, []) = tlv(spki)? else { return None };
+    let (0x30, _algorithm, rest) = tlv(body)? else { return None };
+    let (0x03, bits, []) = tlv(rest)? else { return None };
+    let (_unused, key) = bits.split_first()?;
+    Some(openssl::sha::sha1(key))
+}
+
 /// `X509_NAME_oneline`, as FreeRADIUS prints names (`/C=CA/O=Example/CN=...`). For
 /// messages only: different names can print alike.
 pub fn oneline(name: &X509NameRef) -> String {
@@ -173,6 +202,26 @@ pub fn verify_chain(leaf: &X509Ref, untrusted: &[X509], anchors: &[X509]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spki_key_id_is_the_key_id_openssl_gives_a_certificate() {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::x509::extension::SubjectKeyIdentifier;
+        let key = openssl::pkey::PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_pubkey(&key).unwrap();
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None)).unwrap();
+        b.append_extension(ski).unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        let id = spki_key_id(&spki_der(&cert).unwrap()).unwrap();
+        assert_eq!(&id[..], cert.subject_key_id().unwrap().as_slice());
+        assert_eq!(spki_key_id(b"\x30\x02\x05\x00"), None);
+        assert_eq!(spki_key_id(&[]), None);
+    }
 
     #[test]
     fn dns_names_compare_without_case_or_trailing_dot() {

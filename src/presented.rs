@@ -43,13 +43,14 @@ pub enum Source {
     Resumed,
 }
 
-/// The presented certificate and its verified chain, borrowed from the request.
+/// The presented certificate and its verified chain, borrowed from the request: the
+/// captured lists themselves, checked once (lengths, counts) and never copied.
 #[derive(Debug, Clone, Copy)]
 pub struct PresentedCert<'a> {
-    chain: [Option<CertDigests<'a>>; MAX_CHAIN],
-    len: usize,
-    san_dns: [&'a [u8]; MAX_SAN_DNS],
-    san_len: usize,
+    /// cert SHA-256, cert SHA-512, SPKI SHA-256, SPKI SHA-512: one value per certificate
+    /// of the chain each, the digest sizes checked.
+    lists: [&'a [&'a [u8]]; 4],
+    san_dns: &'a [&'a [u8]],
     pub source: Source,
 }
 
@@ -104,45 +105,48 @@ impl<'a> PresentedCert<'a> {
         if raw.san_dns.len() > MAX_SAN_DNS {
             return Err(CaptureError::Malformed("too many SAN dNSNames"));
         }
-        let mut chain = [None; MAX_CHAIN];
-        for (i, slot) in chain.iter_mut().take(len).enumerate() {
-            *slot = Some(CertDigests {
-                cert_sha256: digest(raw.cert_sha256[i])?,
-                cert_sha512: digest(raw.cert_sha512[i])?,
-                spki_sha256: digest(raw.spki_sha256[i])?,
-                spki_sha512: digest(raw.spki_sha512[i])?,
-            });
+        let sizes = [32, 64, 32, 64];
+        if lists.iter().zip(sizes).any(|(l, size)| l.iter().any(|d| d.len() != size)) {
+            return Err(CaptureError::Malformed("a digest has the wrong length"));
         }
-        let mut san_dns: [&[u8]; MAX_SAN_DNS] = [&[]; MAX_SAN_DNS];
-        san_dns[..raw.san_dns.len()].copy_from_slice(raw.san_dns);
-        Ok(PresentedCert { chain, len, san_dns, san_len: raw.san_dns.len(), source })
+        Ok(PresentedCert { lists, san_dns: raw.san_dns, source })
+    }
+
+    /// The digests of certificate `i` of the chain (0: the presented one).
+    fn at(&self, i: usize) -> CertDigests<'a> {
+        CertDigests {
+            cert_sha256: fixed(self.lists[0][i]),
+            cert_sha512: fixed(self.lists[1][i]),
+            spki_sha256: fixed(self.lists[2][i]),
+            spki_sha512: fixed(self.lists[3][i]),
+        }
     }
 
     /// The certificate the client presented (and proved the key of).
-    pub fn leaf(&self) -> &CertDigests<'a> {
-        // from_capture guarantees len >= 1 and slots 0..len filled.
-        self.chain[0].as_ref().unwrap_or_else(|| unreachable!("a capture always holds its leaf"))
+    pub fn leaf(&self) -> CertDigests<'a> {
+        self.at(0)
     }
 
     /// The certificates above the leaf in the chain OpenSSL verified, issuer first, trust
     /// anchor last.
-    pub fn issuers(&self) -> impl Iterator<Item = &CertDigests<'a>> {
-        self.chain[1..self.len].iter().flatten()
+    pub fn issuers(&self) -> impl Iterator<Item = CertDigests<'a>> + '_ {
+        (1..self.chain_len()).map(|i| self.at(i))
     }
 
     /// Certificates in the verified chain, the leaf included.
     pub fn chain_len(&self) -> usize {
-        self.len
+        self.lists[0].len()
     }
 
     /// The presented certificate's SAN dNSNames, byte for byte.
     pub fn san_dns(&self) -> &[&'a [u8]] {
-        &self.san_dns[..self.san_len]
+        self.san_dns
     }
 }
 
-fn digest<const N: usize>(value: &[u8]) -> Result<&[u8; N], CaptureError> {
-    value.try_into().map_err(|_| CaptureError::Malformed("a digest has the wrong length"))
+/// A digest whose size `from_capture` checked.
+fn fixed<const N: usize>(value: &[u8]) -> &[u8; N] {
+    value.try_into().unwrap_or(&[0; N])
 }
 
 /// The digests of one certificate, owned.

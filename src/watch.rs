@@ -59,7 +59,7 @@ fn reload_if_changed(label: &str, path: &Path, cell: &SnapshotCell, last: Option
                 "{label}: loaded trust map {} (generation {}, {} SSIDs, {} names, {} certificate associations)",
                 path.display(),
                 map.generation,
-                map.policy().ssids.len(),
+                map.policy().ssids().count(),
                 map.name_count(),
                 map.association_count()
             );

@@ -7,7 +7,9 @@
 //!   offline: verify the chain as TLS would, capture it as the hook would, and say which
 //!   association matched or why none did;
 //! - `show`: summarise a trust map file;
-//! - `sync`: run one DNS sync with the module's configuration and report every name.
+//! - `sync`: run one DNS sync with the module's configuration and report every name;
+//! - `status`: what a running module knows (its metrics listener's `/status`), or what the
+//!   persisted trust map says when radiusd is not running.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,22 @@ enum Command {
         /// Only these names (default: every name of the policy).
         names: Vec<String>,
     },
+    /// What the module knows, per name: from the running module (`--url` of its metrics
+    /// listener) or from the persisted trust map (`--trust-map`).
+    Status {
+        /// The metrics listener, e.g. http://127.0.0.1:9812 (`metrics_port` of the module).
+        #[arg(long, conflicts_with = "trust_map")]
+        url: Option<String>,
+        /// The persisted trust map (when radiusd is not running).
+        #[arg(long)]
+        trust_map: Option<PathBuf>,
+        /// Most names listed (problems first).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print the status document as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -122,13 +140,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Sync { config, instance, raddb, overrides, write, names } => {
             sync_once(&config, instance.as_deref(), &raddb, &overrides, write, names)
         }
+        Command::Status { url, trust_map, limit, json } => status(url, trust_map, limit, json),
         Command::Show { trust_map } => {
             let map = TrustMap::load(&trust_map).map_err(|e| e.to_string())?;
             println!("generation {} written at {}", map.generation, map.generated_at);
-            for (ssid, role) in &map.policy().ssids {
-                println!("SSID {ssid}: {} members, {} reply attributes", role.members.len(), role.reply.len());
+            for (ssid, rules) in map.policy().ssids() {
+                println!("SSID {ssid}: {} names, {} domains", rules.name_count(), rules.domain_count());
             }
-            for (name, entry) in map.entries() {
+            let mut entries: Vec<_> = map.entries().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (name, entry) in entries {
+                if entry.associations.is_empty() {
+                    println!("{name}: nothing published (discovered on demand)");
+                }
                 for a in &entry.associations {
                     println!("{name}: {a}");
                 }
@@ -263,13 +287,19 @@ fn sync_once(
     let cfg = rlm_rust::config::from_pairs(instance.unwrap_or("rust"), &pairs)
         .map_err(|e| format!("{}: {e}", config.display()))?;
     let sync = cfg.sync.ok_or("this instance has no `policy`: nothing to sync (it uses a hand-made trust map)")?;
-    let loaded = policy::load(&sync.policy)?;
-    for d in &loaded.diagnostics {
-        eprintln!("warning: policy {d}");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
+        let source = sync.policy.clone();
         let mut engine = rlm_rust::sync::Engine::new("rlm-rust sync".into(), sync, cfg.trust_map.clone())?;
+        let mut feed = engine.policy_feed(std::time::Duration::ZERO)?.without_keeping();
+        let loaded = match feed.poll().await {
+            rlm_rust::policyfeed::Update::Loaded(l) => l,
+            rlm_rust::policyfeed::Update::Failed(e) => return Err(format!("policy {e}")),
+            rlm_rust::policyfeed::Update::Unchanged => return Err(format!("policy {source}: nothing read")),
+        };
+        for d in &loaded.diagnostics {
+            eprintln!("warning: policy {d}");
+        }
         engine.set_policy(loaded.policy);
         let names = if only.is_empty() { engine.all_names() } else { only };
         let started = std::time::Instant::now();
@@ -291,4 +321,67 @@ fn sync_once(
         }
         Ok(if published == names.len() { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
+}
+
+/// `rlm-rust status`.
+fn status(url: Option<String>, trust_map: Option<PathBuf>, limit: usize, json: bool) -> Result<ExitCode, String> {
+    let doc = match (url, trust_map) {
+        (Some(url), _) => fetch_status(&url, limit)?,
+        (None, Some(path)) => persisted_status(&path, limit)?,
+        (None, None) => return Err("status needs --url (a running module) or --trust-map (the persisted map)".into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", rlm_rust::status::render(&doc, rlm_rust::sync::unix_now()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fetch_status(url: &str, limit: usize) -> Result<serde_json::Value, String> {
+    let url = format!("{}/status?limit={limit}", url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rlm_rust::https::install_crypto_provider();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = client.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("{url}: HTTP status {}", resp.status()));
+        }
+        let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: not a status document: {e}"))
+    })
+}
+
+/// The status document a persisted trust map supports: what is published and when DNS
+/// last confirmed it (no lookups, errors or schedule: those live in the running module).
+fn persisted_status(path: &Path, limit: usize) -> Result<serde_json::Value, String> {
+    let map = TrustMap::load(path).map_err(|e| e.to_string())?;
+    let mut names: Vec<serde_json::Value> = map
+        .entries()
+        .map(|(name, e)| {
+            serde_json::json!({
+                "name": &**name,
+                "state": if e.associations.is_empty() { "withdrawn" } else { "published" },
+                "associations": e.associations.len(),
+                "changed_at": e.verified_at,
+            })
+        })
+        .collect();
+    names.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    names.truncate(limit);
+    Ok(serde_json::json!({
+        "source": path.display().to_string(),
+        "trust_map": {
+            "generation": map.generation,
+            "generated_at": map.generated_at,
+            "names": map.name_count(),
+            "associations": map.association_count(),
+        },
+        "names": names,
+    }))
 }
