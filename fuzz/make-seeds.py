@@ -170,10 +170,11 @@ seed("presented", "refused.too-many-sans", capture(c54, [f"n{i}.example" for i i
 
 # ---------------------------------------------------------------------------------------------
 # check: requests (decode_check). Indices as in fuzz/src/rlm.rs NAMES, STATIONS and CERTS.
-N = {n: i for i, n in enumerate(["car54", "car55", "car56", "car57", "car58", "car99", "meter7", "ghost"])}
+N = {n: i for i, n in enumerate(["car54", "car55", "car56", "car57", "car58", "car99", "meter7", "ghost", "bus1", "bus2",
+                                 "bus3", "bus4", "bus5", "a.bus3", "evil"])}
 S = {s: i for i, s in enumerate(["Cars-WiFi", "Meters", "Lobby", "Guests", "mac-only"])}
 K = {k: i for i, k in enumerate(["cars-ca", "meters-ca", "car54", "car55", "car56-cars", "car56-meters", "car57",
-                                 "meter7", "car55-reissued", "car58"])}
+                                 "meter7", "car55-reissued", "car58", "bus1", "bus4"])}
 
 
 def pick(index, upper=False, dot=False):
@@ -226,20 +227,40 @@ check_seeds = {
     "Capture.absent": req(pick(N["car54"]), cars, b"\x00" + capture([[], [], [], []], source=0, chain_length=0)),
     "Capture.count-mismatch": req(pick(N["car54"]), cars, b"\x00" + capture(filler(2), chain_length=1, fixed=True)),
     "Capture.no-chain-length": req(pick(N["car55"]), cars, b"\x00" + capture(filler(1), no_length=True, fixed=True)),
+    # The domain entry *._device.fleet.example (Cars-WiFi and Meters) and names under it.
+    "Accept.bus1-discovered-3-0-1": req(pick(N["bus1"]), cars, known("bus1", "cars-ca")),
+    "Accept.bus1-on-meters-domain-reply": req(pick(N["bus1"]), meters, known("bus1", "cars-ca", resumed=True)),
+    "Accept.bus1-upper-dot-leaf-only": req(pick(N["bus1"], True, True), cars, known("bus1")),
+    "Accept.bus4-exact-over-domain-3-1-1": req(pick(N["bus4"]), cars, known("bus4", "cars-ca")),
+    "DiscoveryPending.bus3": req(pick(N["bus3"]), cars, known("bus1", "cars-ca")),
+    "DiscoveryPending.bus3-on-meters": req(pick(N["bus3"]), meters, known("bus1", "cars-ca")),
+    "DiscoveryPending.bus5-exact-on-meters-only": req(pick(N["bus5"]), cars, known("bus1", "cars-ca")),
+    "DiscoveryPending.raw-name": req(raw_text("Bus9._Device.Fleet.Example."), raw_text("00-11-22-33-44-55:Cars-WiFi"),
+                                     known("bus1", "cars-ca")),
+    "NotPublished.bus2-negative": req(pick(N["bus2"]), cars, known("bus1", "cars-ca")),
+    "NotPublished.bus5-exact-on-meters": req(pick(N["bus5"]), meters, known("bus1", "cars-ca")),
+    "NoAssociationMatch.bus1-car54-cert": req(pick(N["bus1"]), cars, known("car54", "cars-ca")),
+    "NoAssociationMatch.bus4-key-one-bit-off": req(pick(N["bus4"]), cars, known("bus4", "cars-ca", alter=(0, 2, 7, 1))),
+    "NameNotAllowed.two-labels-below-domain": req(pick(N["a.bus3"]), cars, known("car54", "cars-ca")),
+    "NameNotAllowed.domain-then-attacker": req(pick(N["evil"]), cars, known("bus1", "cars-ca")),
+    "NameNotAllowed.bus1-on-lobby": req(pick(N["bus1"]), pick(S["Lobby"]), known("bus1")),
+    "Capture.bus3-absent": req(pick(N["bus3"]), cars, b"\x00" + capture([[], [], [], []], source=0, chain_length=0)),
 }
 for n, b in check_seeds.items():
     seed("check", n, b)
 
 # ---------------------------------------------------------------------------------------------
-# trustmap: written by the real CLI, and one hand-extended with every association form.
+# trustmap: written by the real CLI, one hand-extended with every association form and names
+# under a domain entry, and one of names discovered on demand.
 policy = {"name": "fleet", "roles": [
     {"name": "Cars-WiFi", "members": [car54["san"], car55["san"], "car99._device.cars.example"],
      "reply": {"Tunnel-Private-Group-Id": "10"}},
     {"name": "Meters", "members": [meter7["san"], "bad name"]},
     {"name": "", "members": ["x._device.cars.example"]},
     {"name": "SSID2", "members": [], "colour": "red"}]}
+fleet_role = {"name": "Cars-WiFi", "members": ["*._device.fleet.example"], "reply": {"Tunnel-Private-Group-Id": "30"}}
 pol = os.path.join(tmp, "policy.json")
-json.dump({"name": "fuzz", "roles": policy["roles"][:2]}, open(pol, "w"))
+json.dump({"name": "fuzz", "roles": policy["roles"][:2] + [fleet_role]}, open(pol, "w"))
 maps = {}
 for flag, label in (([], "cli-3-0-0"), (["--key"], "cli-3-1-0")):
     mp = os.path.join(tmp, label + ".json")
@@ -248,19 +269,26 @@ for flag, label in (([], "cli-3-0-0"), (["--key"], "cli-3-1-0")):
                    stderr=subprocess.DEVNULL)
     maps[label] = open(mp).read()
     seed("trustmap", label, maps[label])
+bus1 = make_leaf("bus1", "bus1._device.fleet.example", "ed25519", cars_ca, 1001)
 m = json.loads(maps["cli-3-0-0"])
-d54, d55, d7, dca = digests(car54), digests(car55), digests(meter7), digests(cars_ca)
+d54, d55, d7, dca, dbus1 = digests(car54), digests(car55), digests(meter7), digests(cars_ca), digests(bus1)
+ca_id = ski(cars_ca).hex()
 m["names"][car54["san"]] = {"associations": [
     {"usage": 4, "selector": 0, "matching": 0, "sha256": d54[0].hex(), "not_after": 1900000000},
     {"usage": 3, "selector": 1, "matching": 1, "sha256": d54[2].hex()},
     {"usage": 3, "selector": 0, "matching": 2, "sha512": d54[1].hex()}],
-    "chain": [ski(cars_ca).hex()], "verified_at": 1750000000}
+    "chain": [ca_id], "verified_at": 1750000000}
 m["names"][car55["san"]]["associations"].append({"usage": 2, "selector": 0, "matching": 1, "sha256": dca[0].hex()})
 m["names"][meter7["san"]]["associations"].append({"usage": 3, "selector": 1, "matching": 2, "sha512": d7[3].hex()})
-m["names"]["car99._device.cars.example"] = {"associations": []}
-m["names"]["ghost._device.cars.example"] = {"associations": [
-    {"usage": 3, "selector": 0, "matching": 1, "sha256": d55[0].hex()}]}
-m["cas"] = {ski(cars_ca).hex(): open(cars_ca["pem"]).read()}
+# Allowed nowhere: dropped on load (a name outside the policy, one two labels below the domain
+# entry, one under the domain followed by another).
+for n in ("ghost._device.cars.example", "a.bus1._device.fleet.example", "evil._device.fleet.example.attacker.example"):
+    m["names"][n] = {"associations": [{"usage": 3, "selector": 0, "matching": 1, "sha256": d55[0].hex()}]}
+# Discovered on demand under *._device.fleet.example: published, and DNS says nothing.
+m["names"][bus1["san"]] = {"associations": [{"usage": 3, "selector": 0, "matching": 1, "sha256": dbus1[0].hex()}],
+                           "chain": [ca_id], "verified_at": 1750000000}
+m["names"]["bus2._device.fleet.example"] = {"associations": [], "verified_at": 1750000000}
+m["cas"] = {ca_id: open(cars_ca["pem"]).read()}
 seed("trustmap", "every-form", json.dumps(m, indent=2))
 v1 = dict(m, version=1)
 seed("trustmap", "refused-version-1", json.dumps(v1, indent=2))
@@ -270,6 +298,31 @@ seed("trustmap", "refused-matching-digest", json.dumps(bad, indent=2))
 bad = json.loads(json.dumps(m))
 bad["names"][car54["san"]]["chain"] = ["00"]
 seed("trustmap", "refused-chain-not-in-cas", json.dumps(bad, indent=2))
+bad = json.loads(json.dumps(m))
+bad["policy"]["roles"].append(dict(fleet_role, reply={"Tunnel-Private-Group-Id": "99"}))
+seed("trustmap", "refused-policy-conflict", json.dumps(bad, indent=2))
+bad = json.loads(json.dumps(m))
+bad["policy"]["roles"][-1]["members"] = ["*._Device.Fleet.Example"]
+seed("trustmap", "refused-policy-not-normal", json.dumps(bad, indent=2))
+discovered = {
+    "format": "rlm_rust-trustmap", "version": 2, "generation": 9, "generated_at": 1750000000,
+    "policy": {"roles": [
+        {"name": "Cars-WiFi", "members": ["bus4._device.fleet.example"], "reply": {"Tunnel-Private-Group-Id": "31"}},
+        {"name": "Cars-WiFi", "members": ["*._device.fleet.example"], "reply": {"Tunnel-Private-Group-Id": "30"}},
+        {"name": "Meters", "members": ["bus5._device.fleet.example", "*._device.fleet.example",
+                                       "*._device.meters.example"]}]},
+    "names": {
+        bus1["san"]: {"associations": [{"usage": 3, "selector": 0, "matching": 1, "sha256": dbus1[0].hex()}],
+                      "chain": [ca_id], "verified_at": 1750000000},
+        "bus2._device.fleet.example": {"associations": [], "verified_at": 1750000000},
+        "bus4._device.fleet.example": {"associations": [
+            {"usage": 3, "selector": 1, "matching": 2, "sha512": dbus1[3].hex()}]},
+        "meter8._device.meters.example": {"associations": [], "verified_at": 1750000001},
+        "a.bus1._device.fleet.example": {"associations": []},
+        "evil._device.fleet.example.attacker.example": {"associations": [
+            {"usage": 3, "selector": 0, "matching": 1, "sha256": dbus1[0].hex()}]}},
+    "cas": {ca_id: open(cars_ca["pem"]).read()}}
+seed("trustmap", "discovered", json.dumps(discovered, indent=1))
 
 # ---------------------------------------------------------------------------------------------
 # tlsa: every usable form, and the unusable ones that look close.
@@ -310,13 +363,65 @@ for n in names:
 for i, n in enumerate(["Car54._Device.Cars.Example.", "192.168.1.10", "a..b", "-a.example", "x._y", "a" * 63 + ".b"]):
     seed("name", f"edge-{i}", n)
 
-# policy_lines / policy_json: the unit tests' samples and one over the device names.
+# policy_lines / policy_json: the unit tests' samples, one over the device names, and domain
+# entries with exact entries deciding over them, duplicates, conflicts and malformed entries.
 seed("policy_lines", "devices", "# devices\n" + "".join(f"Cars-WiFi|{n}\n" for n in names))
+seed("policy_lines", "fixtures", "# fixtures\n" + "".join(
+    f"Cars-WiFi|{n}._device.{d}.example\n" for n, d in (("car54", "cars"), ("car55", "cars"), ("car56", "cars"),
+                                                         ("meter7", "meters"))))
 seed("policy_lines", "unit-test", "# cars\nSSID1|car54._device.cars.example\n\nSSID1|CAR55._device.cars.example.\n"
      "SSID2|car54._device.cars.example\nSSID1|10.0.0.1\nSSID1|\nnopipe\nSSID1|a b.example\n"
      "SSID1|car54._device.cars.example\n|x.example\n")
+seed("policy_lines", "domains", "# fleet: a domain entry, exact entries beside it\n"
+     "Cars-WiFi|*._device.fleet.example\nCars-WiFi|bus4._device.fleet.example\n"
+     "Cars-WiFi|*._Device.Fleet.Example.\n  Meters | *._device.fleet.example  \nMeters|*._device.meters.example\n"
+     "Cars-WiFi|*._device.fleet.example.attacker.example\nLobby|meter7._device.meters.example\n"
+     "Cars-WiFi|BUS4._device.fleet.example.\r\n")
+seed("policy_lines", "domain-errors", "Cars|*.\nCars|*.com\nCars|a.*.example\nCars|**.example\nCars|*example.com\n"
+     "Cars|*._device..example\nCars|* .example\nCars|*.10.0.0.1\nCars |*._device.cars.example\n"
+     "Cars|*._device.cars.example|x\nCars|*\n\tCars|bus1._device.fleet.example\nCars|*._device.fleet.example\n"
+     "#Cars|*._device.fleet.example\nCars|*._device.fleet.example\n")
 seed("policy_json", "fleet", json.dumps(policy, indent=1))
 seed("policy_json", "syntax-error", "{\n \"roles\": [,]}")
+seed("policy_json", "exact-over-domain", """{"roles": [
+    {"name": "Cars", "members": ["*._device.cars.example"], "reply": {"Tunnel-Private-Group-Id": "20"}},
+    {"name": "Cars", "members": ["car54._device.cars.example"], "reply": {"Tunnel-Private-Group-Id": "10"}}
+]}""")
+seed("policy_json", "conflicts", """{"roles": [
+{"name": "Cars", "members": ["car54._device.cars.example"], "reply": {"Tunnel-Private-Group-Id": "10"}},
+{"name": "Cars",
+ "members": ["car54._device.cars.example"], "reply": {"Tunnel-Private-Group-Id": "30"}},
+{"name": "Cars", "members": ["bad name"]}
+]}""")
+seed("policy_json", "domains-conflicts", """{"name": "fleet", "roles": [
+  {"name": "Cars-WiFi", "members": ["*._device.fleet.example"],
+   "reply": {"Tunnel-Private-Group-Id": "30"}},
+  {"name": "Cars-WiFi", "members": ["bus4._device.fleet.example", "car54._device.cars.example"],
+   "reply": {"Tunnel-Private-Group-Id": "31", "Session-Timeout": "3600"}},
+  {"name": "Cars-WiFi",
+   "members": [
+     "*._device.fleet.example",
+     "BUS4._device.fleet.example."
+   ],
+   "reply": {"Tunnel-Private-Group-Id": "32"}},
+  {"name": "Cars-WiFi", "members": ["*._Device.Fleet.Example."], "reply": {"Tunnel-Private-Group-Id": "30"}},
+  {"name": "Meters", "members": ["*._device.fleet.example", "*._device.meters.example",
+                                 "meter7._device.meters.example"]},
+  {"name": "Meters", "members": ["*.", "a.*.example", 7, null, "*.com", "*._device.fleet.example.attacker.example"]},
+  {"name": "Lobby", "members": []},
+  {"name": "Lobby"},
+  {"name": "Lobby", "members": ["x._device.cars.example"], "colour": "red"},
+  "not a role",
+  {"name": "Lobby", "members": ["x._device.cars.example"], "reply": {"Tunnel-Private-Group-Id": 1}},
+  {"name": "Guests|x", "members": ["x._device.cars.example"]},
+  {"name": "Caf\u00e9:Bar", "members": ["*._device.cars.example"], "reply": {}}
+]}""")
+seed("policy_json", "serialised", json.dumps({"roles": [
+    {"name": "Cars-WiFi", "members": ["bus4._device.fleet.example", "*._device.fleet.example"],
+     "reply": {"Tunnel-Private-Group-Id": "31"}},
+    {"name": "Cars-WiFi", "members": ["car54._device.cars.example", "*._device.cars.example"]},
+    {"name": "Meters", "members": ["*._device.meters.example"], "reply": {"Tunnel-Private-Group-Id": "20"}}]},
+    separators=(",", ":")))
 
 # config: the shipped module configuration and the unit test's section.
 seed("config", "mods-available-rust", open(os.path.join(top, "raddb/mods-available/rust"), "rb").read())

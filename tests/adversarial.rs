@@ -24,6 +24,8 @@
 //! Also: the victim's genuine certificate presented with another private key (the TLS
 //! layer refuses), and a client-sent intermediate copying the victim's CA DN and key id
 //! byte for byte (OpenSSL picks the real CA as issuer, the signature fails).
+//!
+//! Every attack runs under TLS 1.2 and again under TLS 1.3, against the same radiusd.
 
 mod support;
 
@@ -41,7 +43,7 @@ use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, Sub
 use openssl::x509::{X509Builder, X509Extension, X509Name, X509NameRef, X509};
 use rlm_rust::pki::oneline;
 
-use support::eapol::{Credential, Supplicant};
+use support::eapol::{for_each_tls_version, Credential, Supplicant};
 use support::pki::{Ca, Device, LeafSpec};
 use support::radiusd::{Lab, Options, Radiusd};
 use support::trustmap::{json_policy, Role};
@@ -241,30 +243,32 @@ impl VictimLab {
         Credential::Files { client_cert: cert, private_key: key_path }
     }
 
-    /// Authenticates the genuine device, then the forged credential; asserts the forgery
-    /// prints exactly like the genuine chain, passed TLS, and was refused by the
-    /// certificate binding with EAP-Failure.
+    /// Authenticates the genuine device, then the forged credential, under each TLS
+    /// version; asserts the forgery prints exactly like the genuine chain, passed TLS, and
+    /// was refused by the certificate binding with EAP-Failure.
     fn assert_forgery_refused(&mut self, forged: Credential) {
         let rd = self.lab.start();
-        let mark = rd.mark();
-        self.lab.eapol(&self.lab.supplicant(&self.device, SSID)).assert_accepted();
-        rd.wait_reply_logged(mark);
-        let genuine = printed_fields(&rd, mark);
+        for_each_tls_version(|_| {
+            let mark = rd.mark();
+            self.lab.eapol(&self.lab.supplicant(&self.device, SSID)).assert_accepted();
+            rd.wait_reply_logged(mark);
+            let genuine = printed_fields(&rd, mark);
 
-        let mark = rd.mark();
-        let s = Supplicant::with_credential(VICTIM, forged, &self.lab.pki.server_ca.pem, SSID);
-        let r = self.lab.eapol(&s);
-        let log = rd.wait_reply_logged(mark);
-        r.assert_rejected_with_eap_failure();
-        assert_eq!(printed_fields(&rd, mark), genuine, "the forgery should print exactly like the genuine chain");
-        assert!(
-            log.contains("captured the presented certificate"),
-            "TLS refused the chain, the check never ran:\n{log}"
-        );
-        let reject =
-            format!("rlm_rust[rust]: reject name={VICTIM} ssid={SSID} reason=certificate matches no association");
-        assert!(log.contains(&reject), "{log}");
-        assert!(!log.contains(&format!("accept name={VICTIM}")), "{log}");
+            let mark = rd.mark();
+            let s = Supplicant::with_credential(VICTIM, forged.clone(), &self.lab.pki.server_ca.pem, SSID);
+            let r = self.lab.eapol(&s);
+            let log = rd.wait_reply_logged(mark);
+            r.assert_rejected_with_eap_failure();
+            assert_eq!(printed_fields(&rd, mark), genuine, "the forgery should print exactly like the genuine chain");
+            assert!(
+                log.contains("captured the presented certificate"),
+                "TLS refused the chain, the check never ran:\n{log}"
+            );
+            let reject =
+                format!("rlm_rust[rust]: reject name={VICTIM} ssid={SSID} reason=certificate matches no association");
+            assert!(log.contains(&reject), "{log}");
+            assert!(!log.contains(&format!("accept name={VICTIM}")), "{log}");
+        });
     }
 }
 
@@ -453,13 +457,15 @@ fn client_sent_intermediate_copying_the_victims_ca_byte_for_byte_fails_the_signa
     let leaf = forge_leaf(&v.victim_leaf(), real.subject_name(), &leaf_key, &mid_key);
     let forged = v.client_files("forged-d", &[&leaf, &mid], &leaf_key);
     let rd = v.lab.start();
-    let mark = rd.mark();
-    let r = v.lab.eapol(&Supplicant::with_credential(VICTIM, forged, &v.lab.pki.server_ca.pem, SSID));
-    let log = rd.wait_reply_logged(mark);
-    r.assert_rejected_with_eap_failure();
-    // The real CA is in the set, so OpenSSL picks it as the issuer and the signature fails.
-    assert!(log.contains("certificate signature failure"), "refused for another reason:\n{log}");
-    assert!(!log.contains(&format!("accept name={VICTIM}")), "{log}");
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        let r = v.lab.eapol(&Supplicant::with_credential(VICTIM, forged.clone(), &v.lab.pki.server_ca.pem, SSID));
+        let log = rd.wait_reply_logged(mark);
+        r.assert_rejected_with_eap_failure();
+        // The real CA is in the set, so OpenSSL picks it as the issuer and the signature fails.
+        assert!(log.contains("certificate signature failure"), "refused for another reason:\n{log}");
+        assert!(!log.contains(&format!("accept name={VICTIM}")), "{log}");
+    });
 }
 
 /// Builds an LD_PRELOAD object that makes the supplicant's OpenSSL skip its own check that
@@ -490,20 +496,22 @@ fn genuine_certificate_with_another_private_key_is_refused_by_tls() {
     std::fs::write(&key_path, wrong_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
     let bypass = key_check_bypass(&v.lab.work);
     let rd = v.lab.start();
-    let mark = rd.mark();
-    let s = Supplicant::with_credential(
-        VICTIM,
-        Credential::Files { client_cert: v.device.chain.clone(), private_key: key_path },
-        &v.lab.pki.server_ca.pem,
-        SSID,
-    )
-    .env("LD_PRELOAD", &bypass.display().to_string());
-    let r = v.lab.eapol(&s);
-    let log = rd.wait_reply_logged(mark);
-    // The supplicant did send the genuine certificate and signed with the wrong key...
-    assert!(r.output.contains("Private key loaded successfully"), "the bypass did not take:\n{}", r.tail());
-    r.assert_rejected_with_eap_failure();
-    // ...and the server's TLS refused the handshake (CertificateVerify): no decision at all.
-    assert!(!log.contains("rlm_rust[rust]: accept"), "{log}");
-    assert!(!log.contains("Validating certificate"), "the handshake completed:\n{log}");
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        let s = Supplicant::with_credential(
+            VICTIM,
+            Credential::Files { client_cert: v.device.chain.clone(), private_key: key_path.clone() },
+            &v.lab.pki.server_ca.pem,
+            SSID,
+        )
+        .env("LD_PRELOAD", &bypass.display().to_string());
+        let r = v.lab.eapol(&s);
+        let log = rd.wait_reply_logged(mark);
+        // The supplicant did send the genuine certificate and signed with the wrong key...
+        assert!(r.output.contains("Private key loaded successfully"), "the bypass did not take:\n{}", r.tail());
+        r.assert_rejected_with_eap_failure();
+        // ...and the server's TLS refused the handshake (CertificateVerify): no decision at all.
+        assert!(!log.contains("rlm_rust[rust]: accept"), "{log}");
+        assert!(!log.contains("Validating certificate"), "the handshake completed:\n{log}");
+    });
 }

@@ -348,7 +348,7 @@ fn malformed_published_records_are_unusable() {
                 usable += 1;
             }
             RecordUse::Unusable { reason } => eprintln!("unusable: {reason}"),
-            RecordUse::DaneEe { .. } => panic!("{r:?} must not be a usable DANE-EE record"),
+            RecordUse::DaneEe { .. } | RecordUse::DaneTa { .. } => panic!("{r:?} must not be usable"),
         }
     }
     assert_eq!(usable, 1, "only the well-formed 4 0 0 record is usable");

@@ -1,15 +1,17 @@
 //! The DNS trust sync inside a real radiusd: knotd with DNSSEC-signed zones publishes the
 //! devices' TLSA records, an HTTPS server publishes their CAs, `eapol_test` authenticates.
 //!
-//! Each test asserts the RADIUS outcome and the module's logged reason. Revocation is
-//! measured: the time from removing a TLSA record (TTL 2 s) to the name leaving the trust
-//! map is printed and bounded.
+//! Each test asserts the RADIUS outcome and the module's logged reason, every
+//! authentication under TLS 1.2 and again under TLS 1.3 against the same radiusd.
+//! Revocation is measured: the time from removing a TLSA record (TTL 2 s) to the name
+//! leaving the trust map is printed and bounded.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use openssl::x509::X509;
+use support::eapol::for_each_tls_version;
 use support::pki::{Device, LeafSpec, CAR54, METER7};
 use support::stack::{Stack, CARS, METERS, TTL};
 
@@ -48,15 +50,17 @@ fn published_device_is_accepted_and_cross_domain_certificate_rejected() {
     st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
     st.wait_published(&rd, METER7, true, Duration::from_secs(20));
 
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
-    rd.wait_for(mark, &format!("rlm_rust[rust]: accept name={CAR54} ssid={CARS_WIFI}"), Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+        rd.wait_for(mark, &format!("rlm_rust[rust]: accept name={CAR54} ssid={CARS_WIFI}"), Duration::from_secs(5));
 
-    st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_accepted();
+        st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_accepted();
 
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&forged, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=certificate matches no association of the name", Duration::from_secs(5));
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&forged, CARS_WIFI)).assert_rejected_with_eap_failure();
+        rd.wait_for(mark, "reason=certificate matches no association of the name", Duration::from_secs(5));
+    });
 
     // The CA set on disk was written by the sync, in OpenSSL hashed form.
     let ca_files = std::fs::read_dir(st.lab.certdir.join("dane-ca")).unwrap().count();
@@ -74,7 +78,7 @@ fn removed_tlsa_record_revokes_within_its_ttl_and_republishing_restores() {
     st.set_policy(&[(CARS_WIFI, CAR54)]);
     let rd = st.start();
     st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted());
 
     let removed = Instant::now();
     st.withdraw(CARS, &car54);
@@ -83,13 +87,15 @@ fn removed_tlsa_record_revokes_within_its_ttl_and_republishing_restores() {
     eprintln!("revocation: TLSA removed -> name out of the trust map in {delay:.2?} (TTL {TTL} s; poll {took:.2?})");
     assert!(delay <= revocation_bound(), "revocation took {delay:?}, bound {:?}", revocation_bound());
 
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_rejected_with_eap_failure();
+        rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
+    });
 
     st.publish(CARS, &car54);
     st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted());
 }
 
 #[test]
@@ -106,16 +112,18 @@ fn a_ca_added_by_the_sync_is_used_by_the_running_server() {
 
     // Org B was never in the CA set: its device fails at the TLS layer.
     let meter7 = st.lab.meters_device("meter7", METER7);
-    st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_rejected_with_eap_failure();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_rejected_with_eap_failure());
 
     // Publishing it in DNS and the policy makes the sync fetch org B's CA and write it to
     // ca_path; the same radiusd process then completes the handshake.
     st.publish(METERS, &meter7);
     st.set_policy(&[(CARS_WIFI, CAR54), (METERS_WIFI, METER7)]);
     st.wait_published(&rd, METER7, true, Duration::from_secs(20));
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_accepted();
-    rd.wait_for(mark, &format!("accept name={METER7}"), Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_accepted();
+        rd.wait_for(mark, &format!("accept name={METER7}"), Duration::from_secs(5));
+    });
 }
 
 #[test]
@@ -134,13 +142,15 @@ fn restart_with_dns_down_serves_the_persisted_snapshot() {
     // DNS goes away (knotd killed), then radiusd restarts.
     st.dns.stop();
     let rd = st.start();
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
-    rd.wait_for(mark, &format!("accept name={CAR54}"), Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+        rd.wait_for(mark, &format!("accept name={CAR54}"), Duration::from_secs(5));
+    });
     assert!(rd.log().contains("serving persisted trust map"), "{}", rd.log());
     // The sync keeps trying and keeps the last good entry (max_stale is 1 h here).
     support::poll_until(Duration::from_secs(10), || rd.log().contains("lookup failed, keeping last good"));
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted());
 }
 
 #[test]
@@ -161,7 +171,7 @@ fn iot_registry_entry_is_required_and_revocable() {
     st.set_policy(&[(CARS_WIFI, name)]);
     let rd = st.start();
     st.wait_published(&rd, name, true, Duration::from_secs(20));
-    st.lab.eapol(&st.lab.supplicant(&car60, CARS_WIFI)).assert_accepted();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&car60, CARS_WIFI)).assert_accepted());
 
     let removed = Instant::now();
     st.unregister(cn);
@@ -169,9 +179,11 @@ fn iot_registry_entry_is_required_and_revocable() {
     let delay = removed.elapsed();
     eprintln!("registry revocation: 3 0 1 removed -> name out of the trust map in {delay:.2?}");
     assert!(delay <= revocation_bound() + Duration::from_secs(u64::from(TTL)), "took {delay:?}");
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&car60, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&car60, CARS_WIFI)).assert_rejected_with_eap_failure();
+        rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
+    });
 }
 
 #[test]
@@ -197,13 +209,13 @@ fn policy_changes_apply_live_bad_lines_are_reported_and_an_unreadable_policy_kee
     let file = st.policy.display().to_string();
     assert!(log.contains(&format!("{file}:3: device name \"10.0.0.7\"")), "{log}");
     assert!(log.contains(&format!("{file}:4: expected SSID|device-name")), "{log}");
-    st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_accepted();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&meter7, METERS_WIFI)).assert_accepted());
 
     // The policy file disappears: the error is logged and the last policy stays.
     let mark = rd.mark();
     std::fs::remove_file(&st.policy).unwrap();
-    rd.wait_for(mark, "keeping the previous policy", Duration::from_secs(5));
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+    rd.wait_for(mark, "keeping the last good policy", Duration::from_secs(5));
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted());
     assert!(st.published_names().contains(&CAR54.to_string()));
 }
 
@@ -280,15 +292,17 @@ fn self_signed_dane_ee_device_is_admitted_end_to_end() {
     let ca_set: Vec<_> = std::fs::read_dir(st.lab.certdir.join("dane-ca")).unwrap().collect();
     assert_eq!(ca_set.len(), 1, "the self-signed certificate is the whole CA set");
 
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&sensor, CARS_WIFI)).assert_accepted();
-    rd.wait_for(mark, &format!("accept name={name} ssid={CARS_WIFI}"), Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&sensor, CARS_WIFI)).assert_accepted();
+        rd.wait_for(mark, &format!("accept name={name} ssid={CARS_WIFI}"), Duration::from_secs(5));
+    });
 
     // Another self-signed certificate for the same name (same subject, another key) gets
     // through no TLS: it is not in the CA set.
     let other = support::capki::issue(&support::capki::Spec::leaf("Sensors", name), None);
     let other = device_files(&st, "sensor1-other", name, &other);
-    st.lab.eapol(&st.lab.supplicant(&other, CARS_WIFI)).assert_rejected_with_eap_failure();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&other, CARS_WIFI)).assert_rejected_with_eap_failure());
 }
 
 /// Digest records: `3 1 1` (the key), `3 0 1` and `3 0 2` (the certificate) are matched
@@ -323,15 +337,17 @@ fn dane_ee_digest_records_match_the_captured_certificate() {
     for n in names.iter().chain([&METER7]) {
         st.wait_published(&rd, n, true, Duration::from_secs(20));
     }
-    for (name, device) in names.iter().zip(&devices) {
-        let mark = rd.mark();
-        st.lab.eapol(&st.lab.supplicant(device, CARS_WIFI)).assert_accepted();
-        rd.wait_for(mark, &format!("accept name={name} ssid={CARS_WIFI}"), Duration::from_secs(5));
-    }
     let forged = st.lab.meters_device("car61-forged", names[0]);
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&forged, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=certificate matches no association of the name", Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        for (name, device) in names.iter().zip(&devices) {
+            let mark = rd.mark();
+            st.lab.eapol(&st.lab.supplicant(device, CARS_WIFI)).assert_accepted();
+            rd.wait_for(mark, &format!("accept name={name} ssid={CARS_WIFI}"), Duration::from_secs(5));
+        }
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&forged, CARS_WIFI)).assert_rejected_with_eap_failure();
+        rd.wait_for(mark, "reason=certificate matches no association of the name", Duration::from_secs(5));
+    });
 }
 
 /// A CA withdrawn from DNS stays cached in the running radiusd's OpenSSL store (removed CA
@@ -352,7 +368,7 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
     let rd = st.start();
     st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
     // A handshake loads the CA into radiusd's store.
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+    for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted());
 
     // Withdrawn: the device's record and the CA leave DNS and .well-known.
     let old_ca = &st.lab.pki.cars_ca;
@@ -391,13 +407,15 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
 
     // The old device, claiming its own (withdrawn) name: TLS still completes through the
     // stale CA; the name has nothing published.
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_rejected_with_eap_failure();
-    rd.wait_for(
-        mark,
-        &format!("reject name={CAR54} ssid={CARS_WIFI} reason=name has no published"),
-        Duration::from_secs(5),
-    );
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_rejected_with_eap_failure();
+        rd.wait_for(
+            mark,
+            &format!("reject name={CAR54} ssid={CARS_WIFI} reason=name has no published"),
+            Duration::from_secs(5),
+        );
+    });
 
     // The holder of the withdrawn CA's key mints a copy of car99's certificate (serial,
     // subject, validity, key id, SAN) signed with it, claiming car99.
@@ -428,15 +446,107 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
     b.sign(&old_ca.key, openssl::hash::MessageDigest::sha256()).unwrap();
     let copy = support::capki::Issued { cert: b.build(), key: copy_key };
     let copy = device_files(&st, "car99-copy", car99_name, &copy);
-    let mark = rd.mark();
-    st.lab.eapol(&st.lab.supplicant(&copy, CARS_WIFI)).assert_rejected_with_eap_failure();
-    let log = rd.wait_reply_logged(mark);
-    assert!(log.contains("captured the presented certificate"), "TLS refused it, so the stale CA was not used:\n{log}");
-    assert!(
-        log.contains(&format!(
-            "reject name={car99_name} ssid={CARS_WIFI} reason=certificate matches no association of the name"
-        )),
-        "{log}"
-    );
-    assert!(!log.contains(&format!("accept name={car99_name}")), "{log}");
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&st.lab.supplicant(&copy, CARS_WIFI)).assert_rejected_with_eap_failure();
+        let log = rd.wait_reply_logged(mark);
+        assert!(
+            log.contains("captured the presented certificate"),
+            "TLS refused it, so the stale CA was not used:\n{log}"
+        );
+        assert!(
+            log.contains(&format!(
+                "reject name={car99_name} ssid={CARS_WIFI} reason=certificate matches no association of the name"
+            )),
+            "{log}"
+        );
+        assert!(!log.contains(&format!("accept name={car99_name}")), "{log}");
+    });
+}
+
+/// The metrics listener while radiusd runs, scraped with a real HTTP client: decisions by
+/// result and reason, names by state, the last round, DNS answers by DNSSEC class, the CA
+/// set and the trust map generation; `rlm-rust status` shows the same per name, from the
+/// running module and from the persisted trust map.
+#[test]
+fn metrics_and_status_are_served_while_radiusd_runs() {
+    if skip() {
+        return;
+    }
+    let mut st = Stack::new();
+    st.lab.opts.rust_options.push(("metrics_port".into(), "0".into()));
+    st.lab.render();
+    let car54 = st.lab.cars_device("car54", CAR54);
+    // meter7 brings org B's CA into the CA set, so the forgery reaches the check.
+    let meter7 = st.lab.meters_device("meter7", METER7);
+    let forged = st.lab.meters_device("car54-forged", CAR54);
+    let missing = "car99._device.cars.example";
+    st.publish(CARS, &car54);
+    st.publish(METERS, &meter7);
+    st.set_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, missing), (METERS_WIFI, METER7)]);
+    let rd = st.start();
+    st.wait_published(&rd, CAR54, true, Duration::from_secs(20));
+    st.wait_published(&rd, METER7, true, Duration::from_secs(20));
+    let line = rd.wait_for(0, "/metrics", Duration::from_secs(10));
+    let base = line
+        .lines()
+        .find_map(|l| l.split("metrics at ").nth(1))
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .expect("metrics URL in the log")
+        .to_string();
+    for_each_tls_version(|_| {
+        st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+        st.lab.eapol(&st.lab.supplicant(&forged, CARS_WIFI)).assert_rejected_with_eap_failure();
+    });
+
+    let get = |path: &str| -> String {
+        let out =
+            std::process::Command::new("curl").args(["-sS", "--max-time", "5"]).arg(format!("{base}{path}")).output();
+        let out = out.expect("curl");
+        assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Names by state are recounted every second.
+    let mut metrics = String::new();
+    let seen = support::poll_until(Duration::from_secs(5), || {
+        metrics = get("/metrics");
+        metrics.contains("rlm_rust_names{instance=\"rust\",state=\"withdrawn\"} 1")
+    });
+    assert!(seen, "{metrics}");
+    for want in [
+        // Two of each (TLS 1.2 and 1.3). Each authentication is decided in the check-eap-tls
+        // virtual server and again in post-auth; the forged certificate never gets past the
+        // first.
+        "rlm_rust_decisions_total{instance=\"rust\",stage=\"tls_check\",result=\"accept\",reason=\"\"} 2",
+        "rlm_rust_decisions_total{instance=\"rust\",stage=\"post_auth\",result=\"accept\",reason=\"\"} 2",
+        "rlm_rust_decisions_total{instance=\"rust\",stage=\"tls_check\",result=\"reject\",reason=\"no_association_match\"} 2",
+        "rlm_rust_decisions_total{instance=\"rust\",stage=\"post_auth\",result=\"reject\",reason=\"no_association_match\"} 0",
+        "rlm_rust_names{instance=\"rust\",state=\"published\"} 2",
+        "rlm_rust_ca_set_size{instance=\"rust\"} 2",
+        "rlm_rust_sync_last_round_timestamp_seconds{instance=\"rust\"}",
+        "rlm_rust_dns_answers_total{instance=\"rust\",class=\"secure\"}",
+        "rlm_rust_trust_map_generation{instance=\"rust\"}",
+        "# EOF",
+    ] {
+        assert!(metrics.contains(want), "metrics lack {want}:\n{metrics}");
+    }
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(support::trustmap::cli()).arg("status").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let live = cli(&["--url", &base]);
+    assert!(live.contains("instance rust: trust map generation"), "{live}");
+    assert!(live.contains("decisions at tls_check: 2 accepted; rejected: no_association_match 2"), "{live}");
+    assert!(live.contains("decisions at post_auth: 2 accepted; rejected: none"), "{live}");
+    let row = |text: &str, name: &str| text.lines().find(|l| l.starts_with(name)).map(str::to_owned);
+    let car_row = row(&live, CAR54).unwrap_or_else(|| panic!("{live}"));
+    assert!(car_row.contains("published"), "{car_row}");
+    let missing_row = row(&live, missing).unwrap_or_else(|| panic!("{live}"));
+    assert!(missing_row.contains("withdrawn") && missing_row.contains("no TLSA record"), "{missing_row}");
+
+    let offline = cli(&["--trust-map", &st.lab.trust_map.display().to_string()]);
+    assert!(offline.contains("persisted"), "{offline}");
+    assert!(row(&offline, CAR54).is_some_and(|r| r.contains("published")), "{offline}");
 }

@@ -1,13 +1,14 @@
 //! The TLS verification hook in a real radiusd: it is installed on the eap module's TLS
 //! context or radiusd does not start, a request without what it captures is rejected with
 //! its own reason, several instances share one context, and the hook never outlives the
-//! module (shutdown and HUP under valgrind).
+//! module (shutdown and HUP under valgrind). Authentications run under TLS 1.2 and TLS 1.3.
 
 mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::eapol::for_each_tls_version;
 use support::pki::CAR54;
 use support::radiusd::{free_udp_port, Lab, Options};
 use support::trustmap::line_policy;
@@ -139,7 +140,7 @@ fn instances_share_the_hook_and_shutdown_removes_it() {
     let car54 = lab.cars_device("car54", CAR54);
     lab.write_map(&line_policy(&[(CARS_WIFI, CAR54)]), &[&car54.cert]);
     let mut rd = lab.start();
-    lab.eapol(&lab.supplicant(&car54, CARS_WIFI)).assert_accepted();
+    for_each_tls_version(|_| lab.eapol(&lab.supplicant(&car54, CARS_WIFI)).assert_accepted());
     rd.stop();
     let log = rd.log();
     assert_eq!(log.matches("verification hook installed on eap_dane/tls-common").count(), 1, "{log}");
@@ -171,9 +172,12 @@ fn the_hook_never_outlives_the_module_under_valgrind() {
         "--num-callers=30",
         &format!("--log-file={}", vg_log.display()),
     ]);
-    let mut s = lab.supplicant(&car54, CARS_WIFI);
-    s.timeout_secs = 60;
-    lab.eapol(&s).assert_accepted();
+    let supplicant = || {
+        let mut s = lab.supplicant(&car54, CARS_WIFI);
+        s.timeout_secs = 60;
+        s
+    };
+    for_each_tls_version(|_| lab.eapol(&supplicant()).assert_accepted());
 
     // HUP after touching the module file: radiusd re-reads its configuration.
     std::thread::sleep(Duration::from_millis(1100));
@@ -184,7 +188,7 @@ fn the_hook_never_outlives_the_module_under_valgrind() {
     let mark = rd.mark();
     rd.hup();
     rd.wait_for(mark, "Ready to process requests", Duration::from_secs(60));
-    lab.eapol(&s).assert_accepted();
+    for_each_tls_version(|_| lab.eapol(&supplicant()).assert_accepted());
 
     let status = rd.stop_waiting(Duration::from_secs(120));
     let report = support::read_lossy(&vg_log);

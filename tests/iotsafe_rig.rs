@@ -13,9 +13,10 @@
 //! 4. `iotsafe cert write` stores it in file 02, `iotsafe cert read` must return it;
 //! 5. the line `iotsafe tlsa` prints goes into the signed zone as is;
 //! 6. the name goes into the policy, radiusd syncs and publishes it;
-//! 7. eapol_test with the key on the card -> Access-Accept, `accept name=...` logged;
+//! 7. eapol_test with the key on the card -> Access-Accept, `accept name=...` logged, under
+//!    TLS 1.2 and under TLS 1.3 (the card signs the CertificateVerify of each);
 //! 8. the TLSA record is removed -> the name leaves the trust map, the same card gets
-//!    EAP-Failure with `name has no published certificate association`.
+//!    EAP-Failure with `name has no published certificate association`, under both.
 //!
 //! Needs root, pcscd, vsmartcard-vpcd, libengine-pkcs11-openssl (scripts/setup.sh) and the
 //! IoT SAFE workspace built (`cargo build --locked --manifest-path iotsafe/Cargo.toml -p
@@ -44,7 +45,7 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509NameBuilder, X509Req, X509};
 
-use support::eapol::{Credential, Supplicant};
+use support::eapol::{for_each_tls_version, Credential, Supplicant};
 use support::pki::Ca;
 use support::stack::{Stack, CARS, TTL};
 
@@ -431,36 +432,45 @@ fn iot_safe_card_enrolled_by_csr_is_admitted_by_its_tlsa_record_and_revoked() {
             "cert_id=\"pkcs11:token=iotsafe;id=%01;type=cert\"".into(),
         ],
     };
-    let supplicant =
-        Supplicant::with_credential(NAME, credential, &st.lab.pki.server_ca.pem, SSID).env("IOTSAFE_READER", READER);
-    let mark = rd.mark();
-    let t_auth = Instant::now();
-    let res = st.lab.eapol(&supplicant);
-    res.assert_accepted();
-    assert!(res.output.contains("TLS: Using private key from engine"), "key not from the engine:\n{}", res.tail());
-    let auth_took = t_auth.elapsed();
-    rd.wait_for(mark, &format!("rlm_rust[rust]: accept name={NAME}"), Duration::from_secs(5));
-    // The client certificate radiusd saw is the one on the card.
-    let log = rd.log_since(mark);
+    // Made in each TLS version's pass, so it uses that version.
+    let supplicant = || {
+        Supplicant::with_credential(NAME, credential.clone(), &st.lab.pki.server_ca.pem, SSID)
+            .env("IOTSAFE_READER", READER)
+    };
     let serial = cert.serial_number().to_bn().expect("bn").to_hex_str().expect("hex").to_ascii_lowercase();
-    assert!(
-        log.to_ascii_lowercase().contains(&serial),
-        "radiusd did not see serial {serial} of the card's certificate:\n{log}"
-    );
+    let mut auth_took = Vec::new();
+    for_each_tls_version(|tls| {
+        let mark = rd.mark();
+        let t_auth = Instant::now();
+        let res = st.lab.eapol(&supplicant());
+        res.assert_accepted();
+        assert!(res.output.contains("TLS: Using private key from engine"), "key not from the engine:\n{}", res.tail());
+        auth_took.push(format!("{tls} {:.2?}", t_auth.elapsed()));
+        rd.wait_for(mark, &format!("rlm_rust[rust]: accept name={NAME}"), Duration::from_secs(5));
+        // The client certificate radiusd saw is the one on the card.
+        let log = rd.log_since(mark);
+        assert!(
+            log.to_ascii_lowercase().contains(&serial),
+            "radiusd did not see serial {serial} of the card's certificate:\n{log}"
+        );
+    });
 
     // 8. Withdraw the TLSA record: the name leaves the trust map, the card is rejected.
     let removed = Instant::now();
     st.dns.remove(CARS, owner, "TLSA");
     st.wait_published(&rd, NAME, false, Duration::from_secs(30));
     let revoked = removed.elapsed();
-    let mark = rd.mark();
-    st.lab.eapol(&supplicant).assert_rejected_with_eap_failure();
-    rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
+    for_each_tls_version(|_| {
+        let mark = rd.mark();
+        st.lab.eapol(&supplicant()).assert_rejected_with_eap_failure();
+        rd.wait_for(mark, "reason=name has no published certificate association", Duration::from_secs(5));
+    });
 
     eprintln!(
         "iotsafe rig: lock wait {waited:.2?}, rig up at {rig_up:.2?}, enrolled at {enrolled:.2?}, \
-         EAP-TLS with the card {auth_took:.2?}, TLSA removed -> out of the trust map {revoked:.2?} \
+         EAP-TLS with the card {}, TLSA removed -> out of the trust map {revoked:.2?} \
          (TTL {TTL} s), total {:.2?}",
+        auth_took.join(", "),
         t0.elapsed()
     );
     drop(module);

@@ -7,12 +7,16 @@ mod support;
 
 use std::path::Path;
 use std::sync::{Mutex, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rlm_rust::association::{Digest, Matching, Selector, Usage};
 
 use rlm_rust::discover::NameReport;
-use rlm_rust::policy::{Policy, Role};
-use rlm_rust::sync::Engine;
+use rlm_rust::policy::{Entry, Policy};
+use rlm_rust::sync::{Engine, SyncThread};
 use rlm_rust::trustmap::TrustMap;
+use rlm_rust::watch::SnapshotCell;
+use std::sync::Arc;
 use support::capki::{self, Issued, Spec};
 use support::dns::{DnsServer, Zone};
 use support::https::{HttpsServer, WebPki};
@@ -21,6 +25,8 @@ use support::stack::well_known_name;
 const CARS: &str = "cars.example";
 const METERS: &str = "meters.example";
 const LOOSE: &str = "loose.example"; // unsigned, under the signed fake root: provably insecure
+/// Serves a test's policy document (`World::policy_addr`).
+const POLICY_HOST: &str = "policy.example";
 
 /// Captures the sync's log records so tests can assert what it reported.
 struct Capture(Mutex<Vec<String>>);
@@ -60,18 +66,35 @@ struct World {
     web_root: std::path::PathBuf,
     docroot: std::path::PathBuf,
     docroot_b: std::path::PathBuf,
+    extra_hosts: Vec<String>,
+    /// Authenticates every test web server (one certificate for all their host names).
+    pki: WebPki,
+    /// Where a test's policy server listens (`POLICY_HOST` resolves here).
+    policy_addr: std::net::SocketAddr,
 }
 
 impl World {
     fn new() -> World {
+        World::with_zones(vec![])
+    }
+
+    /// The standard zones plus `extra` (all served by one knotd; their authority hosts
+    /// `device.<zone>` resolve to org B's web server).
+    fn with_zones(extra: Vec<Zone>) -> World {
         install_logger();
         let dir = tempfile::tempdir().unwrap();
-        let dns = DnsServer::start(vec![
-            Zone::signed(CARS, "").with_ttl(2),
-            Zone::signed(METERS, "").with_ttl(2),
+        let extra_hosts: Vec<String> = extra.iter().map(|z| format!("device.{}", z.name)).collect();
+        let mut zones = vec![
+            // NSEC3: the wildcard tests need it (see `Zone::with_nsec3`).
+            Zone::signed(CARS, "").with_ttl(2).with_nsec3(),
+            Zone::signed(METERS, "").with_ttl(2).with_nsec3(),
             Zone::unsigned(LOOSE, "").with_ttl(2),
-        ]);
-        let pki = WebPki::new(dir.path(), &["device.cars.example", "device.meters.example", "device.loose.example"]);
+        ];
+        zones.extend(extra);
+        let dns = DnsServer::start(zones);
+        let mut hosts = vec!["device.cars.example", "device.meters.example", "device.loose.example", POLICY_HOST];
+        hosts.extend(extra_hosts.iter().map(String::as_str));
+        let pki = WebPki::new(dir.path(), &hosts);
         let docroot = dir.path().join("www-a");
         let docroot_b = dir.path().join("www-b");
         for d in [&docroot, &docroot_b] {
@@ -79,7 +102,19 @@ impl World {
         }
         let web = HttpsServer::start(&pki, Some(docroot.clone()));
         let web_b = HttpsServer::start(&pki, Some(docroot_b.clone()));
-        World { web_root: pki.root_pem.clone(), dir, dns, web, web_b, docroot, docroot_b }
+        let policy_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        World {
+            web_root: pki.root_pem.clone(),
+            dir,
+            dns,
+            web,
+            web_b,
+            docroot,
+            docroot_b,
+            extra_hosts,
+            pki,
+            policy_addr,
+        }
     }
 
     /// Serves `ca` on org A's host.
@@ -113,7 +148,12 @@ impl World {
             ("https_roots".into(), self.web_root.display().to_string()),
             (
                 "https_resolve".into(),
-                format!("device.cars.example={addr} device.meters.example={addr_b} device.loose.example={addr_b}"),
+                format!(
+                    "device.cars.example={addr} device.meters.example={addr_b} device.loose.example={addr_b} \
+                     {POLICY_HOST}={}{}",
+                    self.policy_addr,
+                    self.extra_hosts.iter().map(|h| format!(" {h}={addr_b}")).collect::<String>()
+                ),
             ),
             ("https_timeout".into(), "1".into()),
             ("min_interval".into(), "1".into()),
@@ -126,6 +166,50 @@ impl World {
         Engine::new(label.into(), cfg.sync.unwrap(), cfg.trust_map).unwrap()
     }
 
+    /// The sync thread as radiusd runs it, on a policy file of `lines`, publishing into a
+    /// snapshot cell the test reads.
+    fn thread(&self, label: &str, lines: &str, extra: &[(&str, &str)]) -> (SyncThread, Arc<SnapshotCell>) {
+        let policy = self.dir.path().join(format!("{label}.policy"));
+        std::fs::write(&policy, lines).unwrap();
+        let mut all: Vec<(&str, &str)> = vec![("policy", policy.to_str().unwrap())];
+        all.extend_from_slice(extra);
+        let engine_pairs = self.engine_pairs(label, &all);
+        let cfg = rlm_rust::config::from_pairs(label, &engine_pairs).unwrap();
+        let cell = Arc::new(SnapshotCell::default());
+        let t =
+            SyncThread::start(label.into(), cfg.sync.unwrap(), cfg.trust_map, cell.clone(), Duration::from_millis(100))
+                .unwrap();
+        (t, cell)
+    }
+
+    fn engine_pairs(&self, label: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let (addr, addr_b) = (self.web.addr(), self.web_b.addr());
+        let mut pairs: Vec<(String, String)> = vec![
+            ("trust_map".into(), self.path(&format!("{label}.json"))),
+            ("ca_path".into(), self.path(&format!("{label}-ca"))),
+            ("dns_servers".into(), self.dns.addr().to_string()),
+            ("dns_trust_anchors".into(), self.dns.trust_anchor_file().display().to_string()),
+            ("dns_timeout".into(), "0.5".into()),
+            ("https_roots".into(), self.web_root.display().to_string()),
+            (
+                "https_resolve".into(),
+                format!(
+                    "device.cars.example={addr} device.meters.example={addr_b} device.loose.example={addr_b} \
+                     {POLICY_HOST}={}{}",
+                    self.policy_addr,
+                    self.extra_hosts.iter().map(|h| format!(" {h}={addr_b}")).collect::<String>()
+                ),
+            ),
+            ("https_timeout".into(), "1".into()),
+            ("min_interval".into(), "1".into()),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(key, _)| key != k);
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        pairs
+    }
+
     fn path(&self, f: &str) -> String {
         self.dir.path().join(f).display().to_string()
     }
@@ -133,7 +217,9 @@ impl World {
 
 fn policy(names: &[&str]) -> Policy {
     let mut p = Policy::default();
-    p.ssids.insert("SSID1".into(), Role { members: names.iter().map(|n| n.to_string()).collect(), reply: vec![] });
+    for n in names {
+        p.allow("SSID1", Entry::parse(n).unwrap(), &[]).unwrap();
+    }
     p
 }
 
@@ -267,7 +353,44 @@ fn two_new_cas_claiming_one_identity_are_both_refused() {
     // Neither was established: trusting whichever sorts first would let the attacker win
     // by choosing its name. Fail closed and say so.
     assert!(!published(&map, a) && !published(&map, b));
-    assert_eq!(logs_matching("contest", "probable attack").len(), 2);
+    let attack = logs_matching("contest", "probable attack");
+    assert_eq!(attack.len(), 1, "{attack:?}");
+    assert!(attack[0].contains("device.cars.example") && attack[0].contains("device.meters.example"), "{attack:?}");
+}
+
+/// Both orders of arrival: whichever CA was in the CA set first keeps the contested
+/// identity (DN and key id), the other is refused and the contest logged with both hosts;
+/// and the refusal is not for good: once the kept one's names are gone, the other enters.
+#[test]
+fn a_contested_identity_stays_with_the_first_in_the_ca_set_until_it_leaves() {
+    for attacker_first in [false, true] {
+        let w = World::new();
+        let real = org("Cars");
+        let fake = capki::issue(&Spec { ski: Some(real.ski()), subject: cars_subject(), ..Spec::ca("x", "x") }, None);
+        let (car, evil) = ("car1._device.cars.example", "aaa._device.meters.example");
+        w.serve_ca(&real);
+        w.publish(CARS, car, 4, &device(&real, "Cars", car));
+        w.serve_ca_b(&fake);
+        w.publish(METERS, evil, 4, &device(&fake, "Meters", evil));
+        let (first, second) = if attacker_first { (evil, car) } else { (car, evil) };
+        let rt = runtime();
+        let label = if attacker_first { "order-b" } else { "order-a" };
+        let mut e = w.engine(label, &[]);
+        e.set_policy(policy(&[first]));
+        let (map, _) = sync(&rt, &mut e);
+        assert!(published(&map, first), "{label}: the first claimant alone is published");
+        e.set_policy(policy(&[first, second]));
+        let (map, _) = sync(&rt, &mut e);
+        assert!(published(&map, first), "{label}: the first keeps its place");
+        assert!(!published(&map, second), "{label}: the second is refused");
+        let attack = logs_matching(label, "probable attack");
+        assert!(!attack.is_empty(), "{label}: not logged");
+        assert!(attack[0].contains("device.cars.example") && attack[0].contains("device.meters.example"), "{attack:?}");
+        // The first one's names leave the policy: the second enters.
+        e.set_policy(policy(&[second]));
+        let (map, _) = sync(&rt, &mut e);
+        assert!(published(&map, second), "{label}: a contest does not lock anyone out for good");
+    }
 }
 
 #[test]
@@ -393,4 +516,265 @@ fn a_ca_replaced_under_its_key_id_is_fetched_again_not_served_from_the_cache() {
     e.set_policy(policy(&[b]));
     let (map, reports) = sync(&rt, &mut e);
     assert!(published(&map, b), "{}", report(&reports, b));
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    hex::encode(openssl::sha::sha256(der))
+}
+
+fn der(i: &Issued) -> Vec<u8> {
+    i.cert.to_der().unwrap()
+}
+
+/// An organisation admitted by its domain: `*._device.cars.example TLSA 2 0 0 <its CA>`.
+/// Names under the domain are looked up when they show up (never others); each gets the
+/// trust anchor, whose certificate goes into the CA set; a device's own records at its
+/// exact name take precedence (how one device of a fleet is singled out); a name under a
+/// domain entry without any record is remembered as "nothing published".
+#[test]
+fn a_domain_entry_admits_devices_by_the_dane_ta_at_its_wildcard() {
+    let w = World::new();
+    let cars = org("Cars");
+    w.serve_ca(&cars);
+    w.dns.set_tlsa(CARS, "*._device", 2, &format!("2 0 0 {}", hex::encode(der(&cars))));
+    let (bus1, car9, bus9) = ("bus1._device.cars.example", "car9._device.cars.example", "bus9._device.meters.example");
+    let car9_cert = device(&cars, "Cars", car9);
+    w.tlsa(CARS, car9, &format!("3 0 1 {}", sha256_hex(&der(&car9_cert))));
+    let rt = runtime();
+    let mut e = w.engine("wild", &[]);
+    e.set_policy(policy(&["*._device.cars.example", "*._device.meters.example"]));
+    for n in [bus1, car9, bus9, "evil._device.cars.example.attacker.example", "a.bus1._device.cars.example"] {
+        e.hint(n);
+    }
+    assert_eq!((e.stats().hints_admitted, e.stats().hints_not_covered), (3, 2), "only names right under a domain");
+    let (_, reports) = rt.block_on(e.round(vec![bus1.into(), car9.into(), bus9.into()]));
+    let map = e.publish().unwrap();
+
+    let ta = map.associations(bus1);
+    assert_eq!(ta.len(), 1, "{}", report(&reports, bus1));
+    assert_eq!((ta[0].usage, ta[0].selector, ta[0].matching), (Usage::DaneTa, Selector::Cert, Matching::Full));
+    assert_eq!(ta[0].digest, Digest::Sha256(openssl::sha::sha256(&der(&cars))));
+    let own = map.associations(car9);
+    assert_eq!(own.len(), 1, "its own record, not the wildcard's: {}", report(&reports, car9));
+    assert_eq!((own[0].usage, own[0].matching), (Usage::DaneEe, Matching::Sha256));
+    let negative = map.entry(bus9).expect("a name under a domain entry without records is remembered");
+    assert!(negative.associations.is_empty());
+    let ca_files = std::fs::read_dir(w.path("ca")).unwrap().count();
+    assert_eq!(ca_files, 1, "the trust anchor is the CA set");
+}
+
+/// A trust anchor published only as its key (`2 1 0`) is fetched from the organisation's
+/// authority host by the key id of that key; one published as a digest (`2 0 1`) is found
+/// among the CAs the sync has already seen.
+#[test]
+fn dane_ta_by_key_or_digest_finds_the_anchor_certificate_for_the_ca_set() {
+    let w = World::new();
+    let (cars, meters) = (org("Cars"), org("Meters"));
+    w.serve_ca(&cars);
+    w.serve_ca_b(&meters);
+    let meters_spki = rlm_rust::pki::spki_der(&meters.cert).unwrap();
+    w.dns.set_tlsa(METERS, "*._device", 2, &format!("2 1 0 {}", hex::encode(&meters_spki)));
+    w.dns.set_tlsa(CARS, "*._device", 2, &format!("2 0 1 {}", sha256_hex(&der(&cars))));
+    let car1 = "car1._device.cars.example";
+    w.publish(CARS, car1, 4, &device(&cars, "Cars", car1));
+    let (bus1, m1) = ("bus1._device.cars.example", "m1._device.meters.example");
+    let rt = runtime();
+    let mut e = w.engine("ta-forms", &[]);
+    e.set_policy(policy(&[car1, "*._device.cars.example", "*._device.meters.example"]));
+    // car1's chain brings the Cars CA first; then the digest record finds it.
+    rt.block_on(e.round(vec![car1.into()]));
+    e.hint(bus1);
+    e.hint(m1);
+    let (_, reports) = rt.block_on(e.round(vec![bus1.into(), m1.into()]));
+    let map = e.publish().unwrap();
+    assert!(published(&map, bus1) && published(&map, m1));
+    let said = |n: &str| report(&reports, n).to_string();
+    assert!(said(bus1).contains("trust anchor /C=SE/O=Cars/CN=Cars Device CA"), "{}", said(bus1));
+    assert!(said(m1).contains("trust anchor /C=SE/O=Meters/CN=Meters Device CA"), "{}", said(m1));
+    let ca_files = std::fs::read_dir(w.path("ca")).unwrap().count();
+    assert_eq!(ca_files, 2, "both anchors in the CA set");
+}
+
+/// At start-up the persisted snapshot is aged before anything is served: an entry older
+/// than max_stale, or whose certificate expired, is not served even with DNS down.
+#[test]
+fn a_restored_snapshot_is_expired_before_it_is_served() {
+    let w = World::new();
+    let cars = org("Cars");
+    w.serve_ca(&cars);
+    let (fresh, old) = ("car1._device.cars.example", "car2._device.cars.example");
+    w.publish(CARS, fresh, 4, &device(&cars, "Cars", fresh));
+    w.publish(CARS, old, 4, &device(&cars, "Cars", old));
+    let rt = runtime();
+    let mut e = w.engine("aged", &[]);
+    e.set_policy(policy(&[fresh, old]));
+    sync(&rt, &mut e);
+    // Age car2's entry in the file by two hours.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path("map.json")).unwrap()).unwrap();
+    let t = json["names"][old]["verified_at"].as_i64().unwrap();
+    json["names"][old]["verified_at"] = serde_json::json!(t - 7200);
+    std::fs::write(w.path("map.json"), json.to_string()).unwrap();
+    let saved = TrustMap::load(Path::new(&w.path("map.json"))).unwrap();
+    let mut e2 = w.engine("aged2", &[("dns_servers", "127.0.0.1:9"), ("max_stale", "1h")]);
+    e2.restore(&saved);
+    let served = e2.publish().unwrap();
+    assert!(published(&served, fresh));
+    assert!(!published(&served, old), "older than max_stale: never served");
+    assert!(!logs_matching("aged2", "not served from the persisted map").is_empty());
+}
+
+/// A flood of random names under a permitted domain, handed to the running sync thread:
+/// admissions stay within the domain's rate, lookups within the discovery pool, and a
+/// policy name's withdrawal still reaches the map within its TTL.
+#[test]
+fn a_flood_of_new_names_stays_within_the_caps_and_never_delays_a_withdrawal() {
+    let w = World::new();
+    let cars = org("Cars");
+    w.serve_ca(&cars);
+    let car1 = "car1._device.cars.example";
+    w.publish(CARS, car1, 4, &device(&cars, "Cars", car1));
+    let extra = [("discovery_rate", "5"), ("discovery_concurrency", "2")];
+    let lines = format!("SSID1|{car1}\nSSID1|*._device.meters.example\n");
+    let (sync, cell) = w.thread("flood", &lines, &extra);
+    let has = |n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
+    assert!(support::poll_until(Duration::from_secs(10), || has(car1)), "car1 never published");
+
+    let start = Instant::now();
+    let mut sent = 0;
+    let mut withdrawn_at = None;
+    let mut gone_after = None;
+    while start.elapsed() < Duration::from_secs(4) {
+        for _ in 0..50 {
+            let name = format!("x{sent}._device.meters.example");
+            sync.hint(rlm_rust::ondemand::Hint::new(&name).unwrap());
+            sent += 1;
+        }
+        if withdrawn_at.is_none() && start.elapsed() > Duration::from_millis(500) {
+            w.dns.remove(CARS, "car1._device", "TLSA");
+            withdrawn_at = Some(Instant::now());
+        }
+        if let (Some(t), None) = (withdrawn_at, gone_after) {
+            if !has(car1) {
+                gone_after = Some(t.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if gone_after.is_none() {
+        assert!(support::poll_until(Duration::from_secs(5), || !has(car1)), "car1 never withdrawn");
+        gone_after = withdrawn_at.map(|t| t.elapsed());
+    }
+    let gone = gone_after.unwrap();
+    let stats = sync.stats();
+    eprintln!("flood: {sent} hints in {elapsed:.1} s, stats {stats:?}, withdrawal visible after {gone:.2?}");
+    assert!(gone <= Duration::from_secs(2 + 3), "the withdrawal took {gone:?}");
+    let burst_and_rate = 5.0 + 5.0 * (elapsed + 1.0);
+    assert!((stats.hints_admitted as f64) <= burst_and_rate, "{} admitted", stats.hints_admitted);
+    assert!(stats.hints_over_rate > 0, "the rate cap never applied");
+    assert!(stats.max_discovery_in_flight <= 2, "{} discovery lookups in flight", stats.max_discovery_in_flight);
+}
+
+/// A hostile zone: a name with hundreds of TLSA records, dozens of them leaves of CAs
+/// served one byte a second. Its lookups end at name_timeout and the record cap keeps them
+/// small, while another name's withdrawal reaches the trust map within its TTL and a few
+/// seconds.
+#[test]
+fn a_hostile_zone_cannot_hold_back_another_names_withdrawal() {
+    let mut body = String::new();
+    // Leaves of 40 different CAs: every such record needs a CA fetch of its own. (The whole
+    // RRset must fit one 64 KiB DNS message, or no server could hand it out at all.)
+    for i in 0..40 {
+        let ca = capki::issue(&Spec::ca("Hostile", &format!("Hostile CA {i}")), None);
+        let leaf = device(&ca, "Hostile", "evil._device.hostile.example");
+        body.push_str(&format!("evil._device 2 TLSA 4 0 0 {}\n", hex::encode(der(&leaf))));
+    }
+    // And hundreds more that sort after them (the sync looks at records in a fixed order).
+    for i in 0..300u32 {
+        body.push_str(&format!("evil._device 2 TLSA 4 1 1 {}\n", sha256_hex(&i.to_be_bytes())));
+    }
+    let w = World::with_zones(vec![Zone::signed("hostile.example", &body).with_ttl(2)]);
+    w.web_b.route_all(support::https::Route::Dribble(Duration::from_secs(1)));
+    let cars = org("Cars");
+    w.serve_ca(&cars);
+    let car1 = "car1._device.cars.example";
+    w.publish(CARS, car1, 4, &device(&cars, "Cars", car1));
+    let lines = format!("SSID1|{car1}\nSSID1|evil._device.hostile.example\n");
+    let (sync, cell) = w.thread("hostile", &lines, &[("name_timeout", "4"), ("https_timeout", "2")]);
+    let has = |n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
+    assert!(support::poll_until(Duration::from_secs(10), || has(car1)), "car1 never published");
+    // The hostile name is being looked up now.
+    assert!(support::poll_until(Duration::from_secs(5), || sync.stats().refresh_in_flight >= 1));
+    let removed = Instant::now();
+    w.dns.remove(CARS, "car1._device", "TLSA");
+    assert!(support::poll_until(Duration::from_secs(10), || !has(car1)), "car1 never withdrawn");
+    let took = removed.elapsed();
+    assert!(support::poll_until(Duration::from_secs(10), || sync.stats().timeouts >= 1), "{:?}", sync.stats());
+    eprintln!("hostile zone: withdrawal visible after {took:.2?}; stats {:?}", sync.stats());
+    assert!(took <= Duration::from_secs(2 + 3), "the withdrawal took {took:?}");
+    assert!(!has("evil._device.hostile.example"));
+}
+
+/// The policy fetched from the organisation's server: conditional requests (an unchanged
+/// document costs a 304), a new version applied with its bad entries reported, a document
+/// that does not parse and a server that goes away change nothing, a restart while it is
+/// away starts from the kept copy, and the server coming back is followed again.
+#[test]
+fn a_policy_url_is_followed_conditionally_and_its_last_good_copy_survives_the_server() {
+    let w = World::new();
+    let cars = org("Cars");
+    w.serve_ca(&cars);
+    let (car1, car2) = ("car1._device.cars.example", "car2._device.cars.example");
+    w.publish(CARS, car1, 4, &device(&cars, "Cars", car1));
+    w.publish(CARS, car2, 4, &device(&cars, "Cars", car2));
+    let doc = |members: &[&str]| {
+        let members: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
+        format!(r#"{{"name": "fleet", "roles": [{{"name": "SSID1", "members": [{}]}}]}}"#, members.join(", "))
+    };
+    let path = "/policy.json";
+    let serve = |server: &HttpsServer, body: String, etag: &str| {
+        server.route(path, support::https::Route::Versioned { body: body.into_bytes(), etag: etag.into() })
+    };
+    let web = HttpsServer::start_at(&w.pki, None, w.policy_addr);
+    serve(&web, doc(&[car1]), "v1");
+    let url = format!("https://{POLICY_HOST}{path}");
+    let opts = [("policy", url.as_str()), ("policy_refresh", "200ms")];
+    let (mut sync, cell) = w.thread("url", "", &opts);
+    let has = |cell: &SnapshotCell, n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
+    assert!(support::poll_until(Duration::from_secs(10), || has(&cell, car1)), "car1 never published");
+    assert!(support::poll_until(Duration::from_secs(5), || web.not_modified(path) >= 2), "no conditional request");
+    assert!(!has(&cell, car2));
+
+    // A new version, one of its entries bad: applied, the bad entry reported.
+    serve(&web, doc(&[car1, car2, "not a name"]), "v2");
+    assert!(support::poll_until(Duration::from_secs(10), || has(&cell, car2)), "v2 never applied");
+    assert!(!logs_matching("url", "not a name").is_empty(), "the bad entry was not reported");
+
+    // A document that does not parse, then no server at all: the last good policy stays.
+    serve(&web, "{\"roles\": [".into(), "broken");
+    assert!(support::poll_until(Duration::from_secs(5), || !logs_matching("url", "keeping the last good policy")
+        .is_empty()));
+    drop(web);
+    assert!(support::poll_until(Duration::from_secs(5), || !logs_matching("url", "Connection refused").is_empty()));
+    assert!(has(&cell, car1) && has(&cell, car2), "a failed fetch changed the policy");
+
+    // radiusd restarts while the server is away: the kept copy is the policy.
+    sync.stop();
+    std::fs::remove_file(w.path("url.json")).unwrap();
+    let (mut sync, cell) = w.thread("url", "", &opts);
+    assert!(
+        support::poll_until(Duration::from_secs(10), || has(&cell, car1) && has(&cell, car2)),
+        "the kept policy was not used"
+    );
+    assert!(!logs_matching("url", "starting from the copy kept from the last fetch").is_empty());
+
+    // The server comes back with a version without car1.
+    let web = HttpsServer::start_at(&w.pki, None, w.policy_addr);
+    serve(&web, doc(&[car2]), "v3");
+    assert!(support::poll_until(Duration::from_secs(10), || !has(&cell, car1)), "v3 never applied");
+    assert!(has(&cell, car2));
+    assert!(!logs_matching("url", "answering again").is_empty());
+    assert_eq!(logs_matching("url", "Connection refused").len(), 2, "one report per outage and restart");
+    sync.stop();
 }

@@ -28,9 +28,18 @@ pub fn rsa_key() -> PKey<Private> {
     PKey::from_rsa(Rsa::generate(2048).expect("RSA key")).expect("PKey")
 }
 
-/// The key id a key gets unless a test forces one: SHA-1 of its SubjectPublicKeyInfo.
+/// The key id a key gets unless a test forces one: RFC 5280 method 1, the SHA-1 of the
+/// subjectPublicKey bits (what OpenSSL and most CAs write), so a `2 1 x` record's key
+/// finds its CA at `.well-known`.
 pub fn key_id_of(key: &PKey<Private>) -> Vec<u8> {
-    openssl::sha::sha1(&key.public_key_to_der().expect("spki")).to_vec()
+    let bits = if let Ok(rsa) = key.rsa() {
+        rsa.public_key_to_der_pkcs1().expect("RSAPublicKey")
+    } else {
+        let ec = key.ec_key().expect("an RSA or EC key");
+        let mut ctx = openssl::bn::BigNumContext::new().expect("bn ctx");
+        ec.public_key().to_bytes(ec.group(), openssl::ec::PointConversionForm::UNCOMPRESSED, &mut ctx).expect("point")
+    };
+    openssl::sha::sha1(&bits).to_vec()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

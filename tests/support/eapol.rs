@@ -1,5 +1,7 @@
 //! A real supplicant: `eapol_test` (wpa_supplicant's RADIUS test client) doing EAP-TLS.
 
+use std::cell::RefCell;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +12,99 @@ use super::pki::Device;
 /// The MAC part of Called-Station-Id the tests send.
 pub const AP_MAC_DASHES: &str = "00-00-00-00-00-01";
 pub const AP_MAC_COLONS: &str = "00:00:00:00:00:01";
+
+/// The TLS version an EAP-TLS run is made to use. The shipped eap-dane offers 1.2 and 1.3
+/// (RFC 9190); the supplicant decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 only (`phase1="tls_disable_tlsv1_3=1"`; wpa_supplicant's own default for EAP-TLS).
+    Tls12,
+    /// TLS 1.3 offered (`phase1="tls_disable_tlsv1_3=0"`), and 1.2 with it, as a device that
+    /// does 1.3 offers them: a server that picks 1.2 shows in [`EapolResult::tls_versions`].
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Both, in the order [`for_each_tls_version`] runs them.
+    pub const BOTH: [TlsVersion; 2] = [TlsVersion::Tls12, TlsVersion::Tls13];
+
+    /// As OpenSSL names it (`SSL: Using TLS version TLSv1.3`).
+    pub fn openssl_name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+
+    /// The version of the [`for_each_tls_version`] pass running on this thread; TLS 1.2
+    /// outside one. A new [`Supplicant`] uses it.
+    pub fn current() -> TlsVersion {
+        PASS.with(|p| p.borrow().as_ref().map_or(TlsVersion::Tls12, |pass| pass.version))
+    }
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsVersion::Tls12 => "TLS 1.2",
+            TlsVersion::Tls13 => "TLS 1.3",
+        })
+    }
+}
+
+/// One [`for_each_tls_version`] pass: its version and what each eapol_test run in it did.
+struct Pass {
+    version: TlsVersion,
+    /// (log file, the version the supplicant was told to use, the versions negotiated).
+    runs: Vec<(PathBuf, TlsVersion, Vec<String>)>,
+}
+
+thread_local! {
+    static PASS: RefCell<Option<Pass>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` once under TLS 1.2, then once under TLS 1.3: every [`Supplicant`] made in the
+/// pass uses its version (what `f` is given; [`Supplicant::tls`] to be explicit). After each
+/// pass, panics unless `f` ran eapol_test on this thread, every run was told that version,
+/// and every handshake that got as far as the server's choice negotiated it (at least one
+/// did): a pass cannot silently run TLS 1.2 twice, nor authenticate nothing.
+pub fn for_each_tls_version(mut f: impl FnMut(TlsVersion)) {
+    /// Ends the pass on this thread however `f` returns (a panic caught further up too).
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            PASS.with(|p| p.borrow_mut().take());
+        }
+    }
+    assert!(PASS.with(|p| p.borrow().is_none()), "for_each_tls_version inside a pass");
+    for version in TlsVersion::BOTH {
+        eprintln!("--- {version} pass");
+        PASS.with(|p| *p.borrow_mut() = Some(Pass { version, runs: Vec::new() }));
+        let guard = Guard;
+        f(version);
+        let pass = PASS.with(|p| p.borrow_mut().take()).expect("pass");
+        drop(guard);
+        assert!(!pass.runs.is_empty(), "the {version} pass ran no eapol_test (on this thread)");
+        for (log, told, negotiated) in &pass.runs {
+            assert_eq!(
+                *told,
+                version,
+                "{}: a {told} supplicant in the {version} pass (made outside the pass?)",
+                log.display()
+            );
+            assert!(
+                negotiated.iter().all(|v| v == version.openssl_name()),
+                "{}: the {version} pass negotiated {negotiated:?}",
+                log.display()
+            );
+        }
+        assert!(
+            pass.runs.iter().any(|(_, _, negotiated)| !negotiated.is_empty()),
+            "no handshake of the {version} pass got as far as the server's choice of version: {:?}",
+            pass.runs.iter().map(|(log, _, _)| log).collect::<Vec<_>>()
+        );
+    }
+}
 
 /// Where the supplicant's client certificate and private key come from.
 #[derive(Clone, Debug)]
@@ -38,8 +133,11 @@ pub struct Supplicant {
     pub env: Vec<(String, String)>,
     /// Re-authentications after the first (`eapol_test -r`): TLS session resumption.
     pub reauths: u32,
-    /// Offer TLS 1.3 (wpa_supplicant disables it for EAP-TLS unless told otherwise).
-    pub tls13: bool,
+    /// The TLS version to use (default: [`TlsVersion::current`]).
+    pub tls: TlsVersion,
+    /// Extra attributes of every Access-Request, as eapol_test's `-N` takes them
+    /// (`89:x:00`: a Chargeable-User-Identity request).
+    pub radius_attrs: Vec<String>,
 }
 
 impl Supplicant {
@@ -59,8 +157,15 @@ impl Supplicant {
             timeout_secs: 15,
             env: Vec::new(),
             reauths: 0,
-            tls13: false,
+            tls: TlsVersion::current(),
+            radius_attrs: Vec::new(),
         }
+    }
+
+    /// Adds an attribute to every Access-Request (`-N`, e.g. `89:x:00`).
+    pub fn radius_attr(mut self, spec: &str) -> Supplicant {
+        self.radius_attrs.push(spec.to_string());
+        self
     }
 
     /// Sets an environment variable for eapol_test.
@@ -75,9 +180,9 @@ impl Supplicant {
         self
     }
 
-    /// Offers TLS 1.3 (with `true`), which the server then picks if it allows it.
-    pub fn tls13(mut self, on: bool) -> Supplicant {
-        self.tls13 = on;
+    /// Uses TLS `version` (1.3: offers 1.3 and 1.2, which the server then picks from).
+    pub fn tls(mut self, version: TlsVersion) -> Supplicant {
+        self.tls = version;
         self
     }
 
@@ -110,19 +215,34 @@ pub struct EapolResult {
     /// Handshakes that resumed a TLS session (`resumed=1`), and that did not.
     pub resumed: usize,
     pub full_handshakes: usize,
-    /// The TLS versions the handshakes used, in order (`TLSv1.2`, `TLSv1.3`).
+    /// The TLS version each handshake negotiated, in order (`TLSv1.2`, `TLSv1.3`), for each
+    /// handshake that got as far as the server's choice (one refused by TLS may not).
     pub tls_versions: Vec<String>,
+    /// The version the supplicant was told to use.
+    pub tls: TlsVersion,
     /// None when eapol_test had to be killed at the harness' own deadline.
     pub exit_code: Option<i32>,
     pub output: String,
 }
 
 impl EapolResult {
-    /// Panics with the output tail unless this is a clean accept.
+    /// Panics with the output tail unless this is a clean accept, every handshake of it in
+    /// the version the supplicant was told to use.
     pub fn assert_accepted(&self) {
         assert!(
             self.accepted && self.access_accept && self.eap_success && !self.eap_failure,
             "expected Access-Accept with EAP-Success; eapol_test said:\n{}",
+            self.tail()
+        );
+        self.assert_tls(self.tls);
+    }
+
+    /// Panics unless there was a handshake and every one negotiated `version`.
+    pub fn assert_tls(&self, version: TlsVersion) {
+        assert!(
+            !self.tls_versions.is_empty() && self.tls_versions.iter().all(|v| v == version.openssl_name()),
+            "expected {version}, the handshakes negotiated {:?}:\n{}",
+            self.tls_versions,
             self.tail()
         );
     }
@@ -137,6 +257,13 @@ impl EapolResult {
             self.tail()
         );
         assert!(self.eap_failure, "the rejected device did not receive EAP-Failure:\n{}", self.tail());
+        assert!(
+            self.tls_versions.iter().all(|v| v == self.tls.openssl_name()),
+            "a {} supplicant negotiated {:?}:\n{}",
+            self.tls,
+            self.tls_versions,
+            self.tail()
+        );
     }
 
     /// The last lines of the output, for failure messages.
@@ -170,7 +297,7 @@ pub fn run(work_dir: &Path, port: u16, s: &Supplicant) -> EapolResult {
             "{global}network={{\n\tkey_mgmt=WPA-EAP\n\teap=TLS\n\tidentity=\"{}\"\n\tca_cert=\"{}\"\n{credential}\teapol_flags=3\n\tphase1=\"tls_disable_tlsv1_3={}\"\n}}\n",
             s.identity.replace('"', ""),
             quote(&s.ca_cert),
-            if s.tls13 { 0 } else { 1 },
+            if s.tls == TlsVersion::Tls13 { 0 } else { 1 },
         ),
     )
     .expect("write eapol.conf");
@@ -187,6 +314,9 @@ pub fn run(work_dir: &Path, port: u16, s: &Supplicant) -> EapolResult {
     if let Some(csi) = &s.called_station_id {
         cmd.arg("-N").arg(format!("30:s:{csi}"));
     }
+    for spec in &s.radius_attrs {
+        cmd.arg("-N").arg(spec);
+    }
     cmd.envs(s.env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd
         .stdin(Stdio::null())
@@ -196,11 +326,55 @@ pub fn run(work_dir: &Path, port: u16, s: &Supplicant) -> EapolResult {
         .expect("spawn eapol_test (package eapoltest)");
     let status = super::wait_bounded(&mut child, Duration::from_secs(u64::from(s.timeout_secs) + 15));
     let output = super::read_lossy(&out_path);
-    parse(status.and_then(|st| st.code()), output)
+    let result = parse(status.and_then(|st| st.code()), output, s.tls);
+    PASS.with(|p| {
+        if let Some(pass) = p.borrow_mut().as_mut() {
+            pass.runs.push((out_path.clone(), s.tls, result.tls_versions.clone()));
+        }
+    });
+    result
 }
 
-/// Interprets eapol_test output (exposed for reuse on saved logs).
-pub fn parse(exit_code: Option<i32>, output: String) -> EapolResult {
+/// The TLS version each handshake in eapol_test's output negotiated. A handshake starts at
+/// `EAP-TLS: Start`. wpa_supplicant prints `SSL: Using TLS version` before the server has
+/// chosen (then it names the client's highest), so what counts is the line after
+/// `Handshake finished`; a handshake the server aborted is known by the messages it got:
+/// EncryptedExtensions exists only in TLS 1.3, ServerHelloDone only before it.
+fn negotiated_versions(output: &str) -> Vec<String> {
+    let mut versions = Vec::new();
+    // This handshake's: finished, the version printed after that, the version its messages show.
+    let (mut finished, mut printed, mut by_message) = (false, None::<String>, None::<&str>);
+    let mut end = |printed: &mut Option<String>, by_message: &mut Option<&str>| {
+        if let Some(v) = printed.take().or_else(|| by_message.take().map(str::to_owned)) {
+            versions.push(v);
+        }
+        *by_message = None;
+    };
+    for line in output.lines().map(str::trim) {
+        if line.starts_with("EAP-TLS: Start") {
+            end(&mut printed, &mut by_message);
+            finished = false;
+        } else if line.starts_with("OpenSSL: Handshake finished") {
+            finished = true;
+        } else if let Some(v) = line.strip_prefix("SSL: Using TLS version ") {
+            if finished && printed.is_none() {
+                printed = Some(v.to_owned());
+            }
+        } else if line.starts_with("OpenSSL: RX ver=") {
+            if line.ends_with("(handshake/encrypted extensions)") {
+                by_message = Some(TlsVersion::Tls13.openssl_name());
+            } else if line.ends_with("(handshake/server hello done)") {
+                by_message = Some(TlsVersion::Tls12.openssl_name());
+            }
+        }
+    }
+    end(&mut printed, &mut by_message);
+    versions
+}
+
+/// Interprets eapol_test output (exposed for reuse on saved logs); `tls` is the version the
+/// supplicant was told to use.
+pub fn parse(exit_code: Option<i32>, output: String, tls: TlsVersion) -> EapolResult {
     let has_line = |l: &str| output.lines().any(|x| x.trim() == l);
     EapolResult {
         accepted: exit_code == Some(0) && has_line("SUCCESS"),
@@ -210,11 +384,8 @@ pub fn parse(exit_code: Option<i32>, output: String) -> EapolResult {
         eap_failure: output.contains("EAP: Received EAP-Failure") || output.contains("CTRL-EVENT-EAP-FAILURE"),
         resumed: output.matches("Handshake finished - resumed=1").count(),
         full_handshakes: output.matches("Handshake finished - resumed=0").count(),
-        tls_versions: output
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("SSL: Using TLS version "))
-            .map(str::to_owned)
-            .collect(),
+        tls_versions: negotiated_versions(&output),
+        tls,
         exit_code,
         output,
     }

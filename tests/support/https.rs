@@ -118,12 +118,21 @@ pub enum Route {
     Close,
     /// Waits, then does the inner route.
     Delay(Duration, Box<Route>),
+    /// 200, then the body one byte per `interval`: a server that never finishes in time.
+    Dribble(Duration),
+    /// A document with a version: 200 with `ETag: "<etag>"`, or 304 when the request's
+    /// If-None-Match names that version.
+    Versioned { body: Vec<u8>, etag: String },
 }
 
 #[derive(Default)]
 struct Shared {
     routes: Mutex<HashMap<String, Route>>,
+    /// For every path without a route of its own (before the docroot).
+    fallback: Mutex<Option<Route>>,
     hits: Mutex<HashMap<String, usize>>,
+    /// 304 answers given, per path.
+    not_modified: Mutex<HashMap<String, usize>>,
     sent: Mutex<HashMap<String, u64>>,
     conns: Mutex<Vec<JoinHandle<()>>>,
     stop: AtomicBool,
@@ -141,6 +150,11 @@ impl HttpsServer {
     /// Listens on 127.0.0.1 (ephemeral port). Paths not routed are served from
     /// `docroot` (the URL path below it), else 404.
     pub fn start(pki: &WebPki, docroot: Option<PathBuf>) -> HttpsServer {
+        HttpsServer::start_at(pki, docroot, "127.0.0.1:0".parse().expect("addr"))
+    }
+
+    /// Listens on `addr` (a server coming back on the port it had).
+    pub fn start_at(pki: &WebPki, docroot: Option<PathBuf>, addr: SocketAddr) -> HttpsServer {
         let certs = vec![
             rustls::pki_types::CertificateDer::from(pki.server_cert.to_der().expect("der")),
             rustls::pki_types::CertificateDer::from(pki.root.to_der().expect("der")),
@@ -154,7 +168,7 @@ impl HttpsServer {
                 .with_single_cert(certs, key)
                 .expect("server cert"),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = TcpListener::bind(addr).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared::default());
@@ -188,9 +202,19 @@ impl HttpsServer {
         self.shared.routes.lock().expect("routes").insert(path.to_string(), route);
     }
 
+    /// Answers every path that has no route of its own with `route`.
+    pub fn route_all(&self, route: Route) {
+        *self.shared.fallback.lock().expect("fallback") = Some(route);
+    }
+
     /// Requests received for `path`.
     pub fn hits(&self, path: &str) -> usize {
         *self.shared.hits.lock().expect("hits").get(path).unwrap_or(&0)
+    }
+
+    /// 304 answers given for `path` (Versioned).
+    pub fn not_modified(&self, path: &str) -> usize {
+        *self.shared.not_modified.lock().expect("not_modified").get(path).unwrap_or(&0)
     }
 
     pub fn total_hits(&self) -> usize {
@@ -233,6 +257,7 @@ fn serve(sock: TcpStream, cfg: Arc<rustls::ServerConfig>, sh: &Shared, docroot: 
     };
     let mut tls = rustls::StreamOwned::new(conn, sock);
     let mut path = String::new();
+    let mut if_none_match = None;
     {
         let mut rd = BufReader::new(&mut tls);
         let mut line = String::new();
@@ -246,10 +271,16 @@ fn serve(sock: TcpStream, cfg: Arc<rustls::ServerConfig>, sh: &Shared, docroot: 
             if rd.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                 break;
             }
+            if let Some((name, value)) = h.split_once(':') {
+                if name.eq_ignore_ascii_case("if-none-match") {
+                    if_none_match = Some(value.trim().to_string());
+                }
+            }
         }
     }
     *sh.hits.lock().expect("hits").entry(path.clone()).or_default() += 1;
     let route = sh.routes.lock().expect("routes").get(&path).cloned();
+    let route = route.or_else(|| sh.fallback.lock().expect("fallback").clone());
     let route = route.unwrap_or_else(|| {
         let file = docroot
             .filter(|_| !path.contains(".."))
@@ -259,6 +290,13 @@ fn serve(sock: TcpStream, cfg: Arc<rustls::ServerConfig>, sh: &Shared, docroot: 
             None => Route::Status(404),
         }
     });
+    let route = match route {
+        Route::Versioned { etag, .. } if if_none_match.as_deref() == Some(&format!("\"{etag}\"")) => {
+            *sh.not_modified.lock().expect("not_modified").entry(path.clone()).or_default() += 1;
+            Route::Status(304)
+        }
+        other => other,
+    };
     respond(&mut tls, &route, &path, sh);
     tls.conn.send_close_notify();
     let _ = tls.flush();
@@ -282,6 +320,10 @@ fn respond<S: Read + Write>(tls: &mut S, route: &Route, path: &str, sh: &Shared)
         Route::Status(code) => {
             let _ = tls.write_all(&simple(&format!("{code} Status"), "text/plain", "", b""));
         }
+        Route::Versioned { body, etag } => {
+            let extra = format!("ETag: \"{etag}\"\r\n");
+            let _ = tls.write_all(&simple("200 OK", "application/json", &extra, body));
+        }
         Route::Html => {
             let body = b"<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\
                          <body><h1>It works</h1></body></html>\n";
@@ -296,6 +338,18 @@ fn respond<S: Read + Write>(tls: &mut S, route: &Route, path: &str, sh: &Shared)
             let _ = tls.write_all(&simple("404 Not Found", "text/plain", "", b""));
         }
         Route::Close => {}
+        Route::Dribble(interval) => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-pem-file\r\nConnection: close\r\n\r\n";
+            if tls.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            for b in b"-----BEGIN CERTIFICATE-----\n".iter().cycle() {
+                if sh.stop.load(Ordering::SeqCst) || tls.write_all(&[*b]).and_then(|_| tls.flush()).is_err() {
+                    return;
+                }
+                sleep_unless_stopped(*interval, sh);
+            }
+        }
         Route::Delay(d, inner) => {
             sleep_unless_stopped(*d, sh);
             respond(tls, inner, path, sh);

@@ -18,6 +18,7 @@
 
 pub mod capki;
 pub mod dns;
+pub mod dnsproxy;
 pub mod eapol;
 pub mod https;
 pub mod pki;

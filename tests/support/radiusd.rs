@@ -96,6 +96,8 @@ pub struct Options {
     pub extra_sites: Vec<(String, String)>,
     /// Replaces text in the rendered eap-dane file: (from, to), each matching once.
     pub eap_edits: Vec<(String, String)>,
+    /// Replaces text in the rendered dane-eap-tls site: (from, to), each matching once.
+    pub site_edits: Vec<(String, String)>,
     /// Use the commented `ca_file` (one bundle) instead of `ca_path`.
     pub ca_file: bool,
     /// Extra `key = value` lines for the `rust { }` section (e.g. the DNS sync options).
@@ -103,7 +105,8 @@ pub struct Options {
     /// Run `freeradius -X` (full debug log, what the assertions read). Benchmarks turn
     /// it off: debug logging costs more than the module.
     pub debug: bool,
-    /// `tls_max_version` of eap_dane's tls-config (None: as shipped).
+    /// `tls_max_version` of eap_dane's tls-config (None: as shipped, "1.3"; `Some("1.2")`
+    /// pins the server to TLS 1.2).
     pub tls_max_version: Option<&'static str>,
     /// Replaces eap_dane's whole `cache { }` section (None: as shipped).
     pub session_cache: Option<String>,
@@ -124,6 +127,7 @@ impl Default for Options {
             extra_modules: Vec::new(),
             extra_sites: Vec::new(),
             eap_edits: Vec::new(),
+            site_edits: Vec::new(),
             ca_file: false,
             rust_options: Vec::new(),
             debug: true,
@@ -300,6 +304,16 @@ $INCLUDE sites-enabled/
             );
         }
         if !o.rust_options.is_empty() {
+            // An option the shipped file sets is replaced, not set twice.
+            let lines: Vec<&str> = rust
+                .lines()
+                .filter(|l| {
+                    !o.rust_options
+                        .iter()
+                        .any(|(k, _)| l.strip_prefix('\t').is_some_and(|l| l.starts_with(&format!("{k} = "))))
+                })
+                .collect();
+            rust = lines.join("\n") + "\n";
             let extra: String = o.rust_options.iter().map(|(k, v)| format!("\t{k} = \"{v}\"\n")).collect();
             rust = replace_once(
                 &rust,
@@ -358,12 +372,22 @@ $INCLUDE sites-enabled/
             &format!("\t\tport = {}\n", self.port),
             "sites-available/dane-eap-tls",
         );
+        // The post-auth call is the `rust` line right before the REJECT section's comment.
+        let post_auth = "\n\t\trust\n\n\t\t#\n\t\t#  Runs when the request is being rejected";
         let call = match (&o.post_auth_unlang, o.post_auth) {
             (_, false) => String::new(),
             (Some(unlang), true) => format!("\n{unlang}\n"),
             (None, true) => "\n\t\trust\n".into(),
         };
-        site = replace_once(&site, "\n\t\trust\n", &call, "sites-available/dane-eap-tls");
+        site = replace_once(
+            &site,
+            post_auth,
+            &format!("{call}\n\t\t#\n\t\t#  Runs when the request is being rejected"),
+            "sites-available/dane-eap-tls",
+        );
+        for (from, to) in &o.site_edits {
+            site = replace_once(&site, from, to, "sites-available/dane-eap-tls");
+        }
         write(&self.raddb.join("sites-enabled/dane-eap-tls"), &site);
         for (name, text) in &o.extra_sites {
             write(&self.raddb.join("sites-enabled").join(name), text);

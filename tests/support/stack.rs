@@ -43,21 +43,47 @@ pub fn well_known_name(ca: &X509) -> String {
     ski.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join("-") + ".pem"
 }
 
+/// How a stack deviates from [`Stack::new`].
+#[derive(Clone, Default)]
+pub struct StackOptions {
+    /// Sign the device zones (`cars.example`, `meters.example`) with NSEC3 instead of
+    /// NSEC: wildcard TLSA records validate only under NSEC3 (see `Zone::with_nsec3`).
+    pub nsec3: bool,
+    /// More zones for the same knotd (delegated from the fake root), as given.
+    pub extra_zones: Vec<Zone>,
+}
+
 impl Stack {
     /// Starts DNS and HTTPS, publishes both organisations' CAs, and prepares (but does
-    /// not start) radiusd with the sync enabled and an empty CA set.
+    /// not start) radiusd with the sync enabled and an empty CA set. Zones are NSEC-signed.
     pub fn new() -> Stack {
+        Stack::with(StackOptions::default())
+    }
+
+    /// [`Stack::new`] with the device zones signed with NSEC3 (for wildcard records).
+    pub fn with_nsec3() -> Stack {
+        Stack::with(StackOptions { nsec3: true, ..StackOptions::default() })
+    }
+
+    /// [`Stack::new`] with `opts`.
+    pub fn with(opts: StackOptions) -> Stack {
         let mut lab = Lab::new(Options::default());
         // The sync owns the CA set: start from nothing, so every trusted CA came from DNS.
         let ca_dir = lab.certdir.join("dane-ca");
         let _ = std::fs::remove_dir_all(&ca_dir);
         std::fs::create_dir_all(&ca_dir).expect("ca dir");
 
-        let dns = DnsServer::start(vec![
-            Zone::signed(CARS, "").with_ttl(TTL),
-            Zone::signed(METERS, "").with_ttl(TTL),
-            Zone::signed(REGISTRY, "").with_ttl(TTL),
-        ]);
+        let device_zone = |name: &str| {
+            let zone = Zone::signed(name, "").with_ttl(TTL);
+            if opts.nsec3 {
+                zone.with_nsec3()
+            } else {
+                zone
+            }
+        };
+        let mut zones = vec![device_zone(CARS), device_zone(METERS), Zone::signed(REGISTRY, "").with_ttl(TTL)];
+        zones.extend(opts.extra_zones);
+        let dns = DnsServer::start(zones);
         let web_pki = WebPki::new(&lab.root, &[CARS_WEB, METERS_WEB]);
         let docroot = lab.root.join("www");
         std::fs::create_dir_all(docroot.join(".well-known/ca")).expect("docroot");
