@@ -17,11 +17,12 @@
 //! The swapper writes (temp file + rename, as the sync does) one of four maps every 10 ms,
 //! each with a fresh `generation`: it alternates between two variants (with and without the
 //! decoy, so the files really differ) of the current *kind*, and the kind flips between
-//! "allow" (car3 pinned) and "deny" (car3 allowed but not pinned) every `FLIP_MS`. Every
-//! case but the flapping car3 has the same verdict under all four maps. A decision counts
-//! as wrong only when it is wrong under every map that could have been live during the
-//! authentication: the kinds on disk from `SLACK_MS` before it started to its end. The
-//! slack is justified by the measured reload latency of the -X phase (asserted below it).
+//! "allow" (car3's certificate published) and "deny" (car3 allowed, nothing published for
+//! it) every `FLIP_MS`. Every case but the flapping car3 has the same verdict under all
+//! four maps. A decision counts as wrong only when it is wrong under every map that could
+//! have been live during the authentication: the kinds on disk from `SLACK_MS` before it
+//! started to its end. The slack is justified by the measured reload latency of the -X
+//! phase (asserted below it).
 //!
 //! Phase 1 (radiusd without -X): throughput, wrong decisions (asserted 0), unclean outcomes
 //! (a reject without EAP-Failure, a timeout: asserted 0), crash (`kill -0`, asserted
@@ -75,7 +76,8 @@ fn env_u64(key: &str, default: u64) -> u64 {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Which trust maps are on disk: car3 pinned ("allow") or allowed but unpinned ("deny").
+/// Which trust maps are on disk: car3's certificate association in the map ("allow") or
+/// car3 allowed with no association ("deny").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     Allow,
@@ -149,7 +151,7 @@ fn cases(lab: &Lab, d: &Devices) -> Vec<Case> {
     ]
 }
 
-/// Pins the four maps with the real CLI and reads them back as JSON.
+/// Writes the four maps with the real CLI (`rlm-rust map`) and reads them back as JSON.
 fn make_maps(lab: &Lab, d: &Devices) -> Maps {
     let mut by_kind = BTreeMap::new();
     for kind in [Kind::Allow, Kind::Deny] {
@@ -171,7 +173,7 @@ fn make_maps(lab: &Lab, d: &Devices) -> Maps {
                 ],
             );
             let out = lab.work.join(format!("map-{kind:?}-{decoy}.json"));
-            lab.pin_to(&out, &policy, &chains);
+            lab.write_map_to(&out, &policy, &chains);
             let value: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&out).expect("read map")).expect("map json");
             by_kind.insert((kind, decoy), value);

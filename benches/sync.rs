@@ -5,9 +5,10 @@
 //! (2 tokio workers, the configured concurrency).
 //!
 //! Measured per N: the first full round + publish (cold: resolver cache empty, CA not
-//! fetched), a second round + publish (warm), the pins published (asserted = N), the
-//! trust map and CA bundle sizes, and the memory the sync holds (Rust heap counted by
-//! this binary's allocator; process RSS growth, which also sees OpenSSL's heap).
+//! fetched), a second round + publish (warm), the certificate associations published
+//! (asserted = N), the trust map and CA bundle sizes, and the memory the sync holds (Rust
+//! heap counted by this binary's allocator; process RSS growth, which also sees OpenSSL's
+//! heap).
 //! For N = 1000 the Python reference (dane-discovery 0.22, `scripts/bench-python-ref.sh`)
 //! runs the same discovery against the same knotd and HTTPS server.
 //!
@@ -92,6 +93,17 @@ fn rss_kib() -> i64 {
     support::rss_kib("self") as i64
 }
 
+/// CPU time (user + system) of this process so far, in seconds.
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the ")" of the command name: utime is the 12th, stime the 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    ticks as f64 / 100.0 // USER_HZ = 100
+}
+
 fn env_list(key: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(key) {
         Ok(v) => v.split([',', ' ']).filter_map(|s| s.trim().parse().ok()).collect(),
@@ -153,10 +165,12 @@ struct Figures {
     n: usize,
     setup_s: f64,
     cold_round_s: f64,
+    /// CPU this process (sync engine, HTTPS server) used in the cold round + publish.
+    cold_cpu_s: f64,
     cold_publish_s: f64,
     warm_round_s: f64,
     warm_publish_s: f64,
-    pins: usize,
+    associations: usize,
     https_requests: usize,
     trust_map_bytes: u64,
     bundle_bytes: u64,
@@ -229,7 +243,8 @@ fn engine(f: &Fleet, concurrency: usize) -> Engine {
     .collect();
     let cfg = rlm_rust::config::from_pairs("bench", &pairs).expect("config");
     let sync = cfg.sync.expect("sync config");
-    let loaded = rlm_rust::policy::load(&sync.policy).expect("policy");
+    let rlm_rust::config::PolicySource::File(policy) = &sync.policy else { panic!("a policy file") };
+    let loaded = rlm_rust::policy::load(policy).expect("policy");
     assert!(loaded.diagnostics.is_empty(), "policy: {:?}", loaded.diagnostics);
     let mut engine = Engine::new("bench".into(), sync, cfg.trust_map).expect("engine");
     engine.set_policy(loaded.policy);
@@ -243,24 +258,25 @@ fn measure(f: &Fleet, concurrency: usize, setup_s: f64) -> Figures {
     let (rss0, heap0) = (rss_kib(), heap());
     let mut engine = engine(f, concurrency);
 
-    let t = Instant::now();
+    let (t, cpu0) = (Instant::now(), cpu_s());
     let (_, reports) = runtime.block_on(engine.round(engine.all_names()));
     let cold_round_s = t.elapsed().as_secs_f64();
-    let pinned = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
-    if pinned != n {
+    let published = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
+    if published != n {
         let bad: Vec<String> = reports
             .iter()
             .filter(|r| !r.records.iter().any(|x| x.result.is_ok()))
             .take(3)
             .map(|r| r.to_string())
             .collect();
-        panic!("N={n}: only {pinned} names pinned; first failures:\n{}", bad.join(""));
+        panic!("N={n}: only {published} names have a usable record; first failures:\n{}", bad.join(""));
     }
     let heap_before_publish = heap();
     let t = Instant::now();
     let map = engine.publish().expect("publish");
     let cold_publish_s = t.elapsed().as_secs_f64();
-    assert_eq!(map.pin_count(), n, "pins published");
+    let cold_cpu_s = cpu_s() - cpu0;
+    assert_eq!(map.association_count(), n, "associations published");
     assert_eq!(map.name_count(), n, "names published");
     let map_heap = heap() - heap_before_publish;
     let engine_heap = heap_before_publish - heap0;
@@ -274,23 +290,24 @@ fn measure(f: &Fleet, concurrency: usize, setup_s: f64) -> Figures {
     let t = Instant::now();
     let (_, reports) = runtime.block_on(engine.round(engine.all_names()));
     let warm_round_s = t.elapsed().as_secs_f64();
-    let warm_pinned = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
-    assert_eq!(warm_pinned, n, "warm round pinned");
+    let warm_published = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
+    assert_eq!(warm_published, n, "names with a usable record, warm round");
     drop(map);
     let t = Instant::now();
     let map = engine.publish().expect("publish");
     let warm_publish_s = t.elapsed().as_secs_f64();
-    assert_eq!(map.pin_count(), n, "pins published (warm)");
+    assert_eq!(map.association_count(), n, "associations published (warm)");
     drop(engine);
     runtime.shutdown_timeout(Duration::from_secs(2));
     Figures {
         n,
         setup_s,
         cold_round_s,
+        cold_cpu_s,
         cold_publish_s,
         warm_round_s,
         warm_publish_s,
-        pins: map.pin_count(),
+        associations: map.association_count(),
         https_requests,
         trust_map_bytes,
         bundle_bytes,
@@ -345,23 +362,24 @@ fn print_report(figures: &[Figures], python: Option<&PythonRun>, concurrency: us
     );
     println!();
     println!(
-        "| N | cold round | cold publish | cold total | names/s (cold) | warm round | warm publish | pins \
+        "| N | cold round | cold publish | cold total | names/s (cold) | cold CPU | warm round | warm publish | associations \
          | CA fetches | trust map file | CA bundle | Rust heap: schedule / map | RSS growth | fixture setup |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for f in figures {
         let cold = f.cold_round_s + f.cold_publish_s;
         println!(
-            "| {} | {:.2} s | {:.2} s | **{:.2} s** | {:.0} | {:.2} s | {:.2} s | {} | {} | {:.1} MiB | {:.1} KiB \
+            "| {} | {:.2} s | {:.2} s | **{:.2} s** | {:.0} | {:.2} s | {:.2} s | {:.2} s | {} | {} | {:.1} MiB | {:.1} KiB \
              | {:.1} / {:.1} MiB | {:.1} MiB | {:.1} s |",
             f.n,
             f.cold_round_s,
             f.cold_publish_s,
             cold,
             f.n as f64 / cold,
+            f.cold_cpu_s,
             f.warm_round_s,
             f.warm_publish_s,
-            f.pins,
+            f.associations,
             f.https_requests,
             mib(f.trust_map_bytes as f64),
             f.bundle_bytes as f64 / 1024.0,
@@ -392,7 +410,7 @@ fn print_report(figures: &[Figures], python: Option<&PythonRun>, concurrency: us
             f.n,
             cold,
             cold * 1e3 / f.n as f64,
-            f.pins,
+            f.associations,
             f.n
         );
     }
@@ -465,4 +483,6 @@ fn main() {
         }
     }
     print_report(&figures, python.as_ref(), concurrency);
+    println!();
+    println!("load average at the end: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
 }

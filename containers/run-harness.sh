@@ -9,7 +9,8 @@
 #      captured (cert=<first 8 bytes of its SHA-256>, which must be the one the device sent):
 #        dpkg -i on a fresh bookworm container + enabling the module -> freeradius -XC passes,
 #        and refuses to start when the TLS context to hook does not exist
-#        TLS hook installed, accept, other org, cross-domain reject, SSID policy, TLS 1.2
+#        TLS hook installed, accept, other org, cross-domain reject, SSID policy (each
+#        authentication under TLS 1.2 and again under TLS 1.3), TLS 1.2
 #        session resumption (eapol_test -r 1, checked on the cached capture), IoT Registry,
 #        revocation within TTL, SIM-held key (PKCS#11 engine -> iotsafe container's pcscd +
 #        simulator), CA server cut off, DNS down, radiusd restart while DNS is down, DNS back,
@@ -19,7 +20,8 @@
 #   target/container-harness/logs/.
 #
 # Environment: RLMH_KEEP=1 leaves the stack up (no teardown) for a post-mortem;
-# RLMH_SKIP_SIM=1 skips the SIM scenario; RLMH_NO_BUILD=1 uses what is already built.
+# RLMH_SKIP_SIM=1 skips the SIM scenario; RLMH_NO_BUILD=1 uses what is already built;
+# RLMH_TLS="1.2 1.3" (default) the TLS versions every authentication scenario runs under.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -37,6 +39,8 @@ export RLMH_SUPPLICANT_IP=172.29.53.13 RLMH_IOTSAFE_IP=172.29.53.14
 export DOCKER_BUILDKIT=0 COMPOSE_INTERACTIVE_NO_CLI=1
 TTL=2     # TTL of every test record: the revocation bound under test
 SLACK=3   # resolver TTL rounding + one sync poll (the bound tests/dane_sync.rs asserts)
+# radiusd offers TLS 1.2 and 1.3 (raddb/mods-available/eap-dane); the supplicant picks.
+read -r -a TLS_VERSIONS <<<"${RLMH_TLS:-1.2 1.3}"
 
 CARS=Cars-WiFi
 METERS=Meters-WiFi
@@ -156,17 +160,23 @@ set_policy() { # set_policy "SSID|name"... (atomic replace: the module polls the
   mv "$W/radiusd/policy.txt.tmp" "$W/radiusd/policy.txt"
 }
 
-# eap STEM IDENTITY SSID [files|engine|resume]: one EAP-TLS authentication from the
-# supplicant container ("resume": TLS 1.2 only, then one re-authentication on the same
-# supplicant, eapol_test -r 1, which offers to resume the TLS session).
-# Sets EAP (accept | reject | other) and EAP_LOG (eapol_test's output, kept in $W/eapol).
+# eap STEM IDENTITY SSID [files|engine|resume] [1.2|1.3]: one EAP-TLS authentication from
+# the supplicant container under that TLS version (default 1.2; 1.3 offers 1.3 and 1.2, as
+# a device that does 1.3 would). "resume": TLS 1.2 only (FreeRADIUS 3.2 resumes no TLS 1.3
+# session), then one re-authentication on the same supplicant, eapol_test -r 1, which
+# offers to resume the TLS session.
+# Sets EAP (accept | reject | other), EAP_LOG (eapol_test's output, kept in $W/eapol) and
+# EAP_TLS (the version the handshake negotiated, or empty).
 EAP_N=0
 eap() {
-  local stem=$1 identity=$2 ssid=$3 mode=${4:-files} conf rc
+  local stem=$1 identity=$2 ssid=$3 mode=${4:-files} tls=${5:-1.2} conf rc
   EAP_N=$((EAP_N + 1))
-  conf=$W/eapol/$EAP_N-$stem.conf
-  EAP_LOG=$W/eapol/$EAP_N-$stem.log
-  local envs=() args=() phase1=
+  [ "$mode" = resume ] && tls=1.2
+  conf=$W/eapol/$EAP_N-$stem-tls$tls.conf
+  EAP_LOG=$W/eapol/$EAP_N-$stem-tls$tls.log
+  local envs=() args=() phase1
+  # wpa_supplicant leaves TLS 1.3 off for EAP-TLS unless told.
+  if [ "$tls" = 1.3 ]; then phase1='tls_disable_tlsv1_3=0'; else phase1='tls_disable_tlsv1_3=1'; fi
   if [ "$mode" = engine ]; then
     # The key stays on the (simulated) SIM: pkcs11 engine -> libiotsafe_pkcs11.so -> pcscd.
     cat >"$conf" <<EOF
@@ -181,16 +191,13 @@ network={
 	engine_id="pkcs11"
 	key_id="pkcs11:token=iotsafe;id=%01;type=private"
 	cert_id="pkcs11:token=iotsafe;id=%01;type=cert"
+	phase1="$phase1"
 	eapol_flags=0
 }
 EOF
     envs=(-e "IOTSAFE_READER=IoTSAFE Sim 00 00")
   else
-    if [ "$mode" = resume ]; then
-      args=(-r 1)
-      phase1='	phase1="tls_disable_tlsv1_3=1"
-'
-    fi
+    [ "$mode" = resume ] && args=(-r 1)
     cat >"$conf" <<EOF
 network={
 	key_mgmt=WPA-EAP
@@ -199,7 +206,8 @@ network={
 	ca_cert="/pki/server-ca.pem"
 	client_cert="/pki/$stem.chain.pem"
 	private_key="/pki/$stem.key"
-${phase1}	eapol_flags=3
+	phase1="$phase1"
+	eapol_flags=3
 }
 EOF
   fi
@@ -218,24 +226,49 @@ EOF
   else
     EAP=other
   fi
+  EAP_TLS=$(negotiated "$EAP_LOG")
+}
+# negotiated LOG: the TLS version(s) eapol_test's handshakes negotiated, one per handshake
+# ("1.2", "1.3"). wpa_supplicant prints "SSL: Using TLS version" before the server chose
+# (naming its own highest), so the line after "Handshake finished" counts; a handshake the
+# server aborted is known by its messages (EncryptedExtensions: 1.3, ServerHelloDone: 1.2).
+negotiated() {
+  awk '
+    function end() { v = printed != "" ? printed : msg; if (v != "") out = out (out == "" ? "" : " ") v; printed = msg = ""; fin = 0 }
+    /EAP-TLS: Start/ { end() }
+    /OpenSSL: Handshake finished/ { fin = 1 }
+    /SSL: Using TLS version TLSv1\.[0-9]/ { if (fin && printed == "") { printed = $NF; sub(/^TLSv/, "", printed) } }
+    /OpenSSL: RX ver=.*\(handshake\/encrypted extensions\)$/ { msg = "1.3" }
+    /OpenSSL: RX ver=.*\(handshake\/server hello done\)$/ { msg = "1.2" }
+    END { end(); print out }' "$1"
 }
 
-# expect NAME STEM IDENTITY SSID accept|reject LOG-PATTERN [engine]: one auth, both checks.
+# expect NAME STEM IDENTITY SSID accept|reject LOG-PATTERN [engine]: the auth under each of
+# TLS_VERSIONS (one row each), each with both checks and its negotiated version checked.
+# Sets EAP_LOGS (one log per version); fails (1) if any version failed.
 expect() {
-  local name=$1 stem=$2 identity=$3 ssid=$4 want=$5 pat=$6 mode=${7:-files} mark
-  mark=$(rmark)
-  eap "$stem" "$identity" "$ssid" "$mode"
+  local name=$1 stem=$2 identity=$3 ssid=$4 want=$5 pat=$6 mode=${7:-files} mark tls rc=0
   local what
   if [ "$want" = accept ]; then what="Access-Accept + log: accept"; else what="Access-Reject/EAP-Failure + log: reason"; fi
-  if [ "$EAP" != "$want" ]; then
-    record "$name" "$what" fail "eapol_test: $EAP (want $want), see $EAP_LOG"
-    return 1
-  fi
-  if ! wait_log "$mark" "$pat" 5; then
-    record "$name" "$what" fail "$want, but no '$pat' in the radiusd log"
-    return 1
-  fi
-  record "$name" "$what" ok "$want; log '$(printf '%s' "${pat#rlm_rust\[rust\]: }" | sed 's/ ($//')'"
+  EAP_LOGS=()
+  for tls in "${TLS_VERSIONS[@]}"; do
+    mark=$(rmark)
+    eap "$stem" "$identity" "$ssid" "$mode" "$tls"
+    EAP_LOGS+=("$EAP_LOG")
+    if [ "$EAP" != "$want" ]; then
+      record "$name [TLS $tls]" "$what" fail "eapol_test: $EAP (want $want), see $EAP_LOG"
+      rc=1
+    elif [ "$EAP_TLS" != "$tls" ]; then
+      record "$name [TLS $tls]" "$what" fail "negotiated TLS '${EAP_TLS:-none}', not $tls, see $EAP_LOG"
+      rc=1
+    elif ! wait_log "$mark" "$pat" 5; then
+      record "$name [TLS $tls]" "$what" fail "$want, but no '$pat' in the radiusd log"
+      rc=1
+    else
+      record "$name [TLS $tls]" "$what" ok "$want; log '$(printf '%s' "${pat#rlm_rust\[rust\]: }" | sed 's/ ($//')'"
+    fi
+  done
+  return $rc
 }
 # The module's decision lines. CERT is the PEM file of the certificate the device sends:
 # the line must name it by its digest (what the TLS hook captured), followed by " (" for a
@@ -379,10 +412,9 @@ res1=$(grep -c "Handshake finished - resumed=1" "$EAP_LOG")
 res0=$(grep -c "Handshake finished - resumed=0" "$EAP_LOG")
 accepts=$(grep -c "(Access-Accept)" "$EAP_LOG")
 what="2 Access-Accepts, resumed=1 + log: accept ... resumed"
-if [ "$EAP" != accept ] || [ "$res0" != 1 ] || [ "$res1" != 1 ] || [ "$accepts" != 2 ] \
-  || ! grep -q "SSL: Using TLS version TLSv1.2" "$EAP_LOG"; then
+if [ "$EAP" != accept ] || [ "$res0" != 1 ] || [ "$res1" != 1 ] || [ "$accepts" != 2 ] || [ "$EAP_TLS" != "1.2 1.2" ]; then
   record "resumption: car54 re-auth (eapol_test -r 1)" "$what" fail \
-    "eapol_test: $EAP, full=$res0 resumed=$res1 accepts=$accepts, see $EAP_LOG"
+    "eapol_test: $EAP, full=$res0 resumed=$res1 accepts=$accepts, TLS '$EAP_TLS', see $EAP_LOG"
 elif ! wait_log "$mark" "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem")" 5 \
   || ! wait_log "$mark" "$(accept_line "$CAR54" "$CARS" "$W/pki/car54.pem" resumed)" 5; then
   record "resumption: car54 re-auth (eapol_test -r 1)" "$what" fail \
@@ -450,10 +482,13 @@ if [ "${RLMH_SKIP_SIM:-}" != 1 ]; then
   if [ $sim_ok = 1 ] && wait_published "$SIM1" yes 30 >/dev/null; then
     if expect "SIM-held key: sim1 via PKCS#11 engine" sim1 "$SIM1" "$CARS" accept \
       "$(accept_line "$SIM1" "$CARS" "$W/sim/sim1.pem")" engine; then
-      if grep -q "TLS: Using private key from engine" "$EAP_LOG"; then
-        record "SIM-held key: TLS signature made on the card" "eapol_test: private key from engine" ok "key never left the card"
+      engine_ok=1
+      for log in "${EAP_LOGS[@]}"; do grep -q "TLS: Using private key from engine" "$log" || engine_ok=0; done
+      if [ $engine_ok = 1 ]; then
+        record "SIM-held key: TLS signature made on the card" "eapol_test: private key from engine" ok \
+          "key never left the card (TLS ${TLS_VERSIONS[*]})"
       else
-        record "SIM-held key: TLS signature made on the card" "eapol_test: private key from engine" fail "see $EAP_LOG"
+        record "SIM-held key: TLS signature made on the card" "eapol_test: private key from engine" fail "see ${EAP_LOGS[*]}"
       fi
     fi
   else
@@ -480,12 +515,16 @@ else
   elif [ -z "$line" ]; then
     record "CA server cut off: car56 (new CA) not admitted" "not published; sync logs why" fail "no sync log line for car56"
   else
-    eap car56 "$CAR56" "$CARS"
-    if [ "$EAP" = reject ]; then
-      record "CA server cut off: car56 (new CA) not admitted" "Access-Reject + sync log line" ok "reject; log '${line#*rlm_rust\[rust\]: }'"
-    else
-      record "CA server cut off: car56 (new CA) not admitted" "Access-Reject + sync log line" fail "eapol_test: $EAP, see $EAP_LOG"
-    fi
+    for tls in "${TLS_VERSIONS[@]}"; do
+      eap car56 "$CAR56" "$CARS" files "$tls"
+      if [ "$EAP" = reject ] && [ "$EAP_TLS" = "$tls" ]; then
+        record "CA server cut off: car56 (new CA) not admitted [TLS $tls]" "Access-Reject + sync log line" ok \
+          "reject; log '${line#*rlm_rust\[rust\]: }'"
+      else
+        record "CA server cut off: car56 (new CA) not admitted [TLS $tls]" "Access-Reject + sync log line" fail \
+          "eapol_test: $EAP, TLS '${EAP_TLS:-none}', see $EAP_LOG"
+      fi
+    done
   fi
 fi
 docker network connect --ip "$RLMH_WEB_IP" "$NET" "$PROJECT-web"
