@@ -28,8 +28,10 @@
 #[path = "../tests/support/capki.rs"]
 mod capki;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -40,6 +42,60 @@ use rlm_rust::check::{check, Decision, Reason, Request};
 use rlm_rust::policy::{Entry, Policy, ReplyAttr};
 use rlm_rust::presented::{CapturedChain, OwnedDigests, PresentedCert, RawCapture, Source};
 use rlm_rust::trustmap::{NameEntry, TrustMap};
+
+/// Live bytes and blocks of the Rust heap: what the trust map holds, without the
+/// temporaries built on the way (which glibc keeps in the process after they are freed).
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
+
+fn count(bytes: isize, blocks: isize) {
+    LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    LIVE_BLOCKS.fetch_add(blocks, Ordering::Relaxed);
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            count(layout.size() as isize, 1);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        count(-(layout.size() as isize), -1);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            count(new_size as isize - layout.size() as isize, 0);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// glibc's cost of one heap block beyond its requested size: an 8-byte header, and the
+/// size rounded up to 16 (8 bytes on average).
+const MALLOC_OVERHEAD: f64 = 16.0;
+
+fn heap() -> (isize, isize) {
+    (LIVE_BYTES.load(Ordering::Relaxed), LIVE_BLOCKS.load(Ordering::Relaxed))
+}
+
+/// The resident set once glibc has handed the freed temporaries back to the kernel.
+fn trimmed_rss_mib() -> f64 {
+    // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is involved.
+    unsafe { libc::malloc_trim(0) };
+    rss_mib()
+}
 
 const STATION: &str = "00-00-00-00-00-01:FLEET";
 const FLEETS: usize = 100;
@@ -140,7 +196,7 @@ fn build_map(n: usize) -> TrustMap {
     let mut names = BTreeMap::new();
     for i in 0..n {
         policy.allow("FLEET", Entry::Name(name(i)), &reply).expect("a new entry");
-        names.insert(name(i), NameEntry { associations: vec![association(i)], ..Default::default() });
+        names.insert(name(i), NameEntry { associations: vec![association(i)].into(), ..Default::default() });
     }
     TrustMap::new(policy, names, 1, 0)
 }
@@ -216,10 +272,12 @@ fn per_call(map: &TrustMap, samples: &[Sample]) -> Percentiles {
 }
 
 fn bench_check_at(c: &mut Criterion, n: usize, report: &mut Vec<String>) {
-    let (t, rss0) = (Instant::now(), rss_mib());
+    let (t, rss0, heap0) = (Instant::now(), trimmed_rss_mib(), heap());
     let map = build_map(n);
     let build_s = t.elapsed().as_secs_f64();
-    let map_mib = rss_mib() - rss0;
+    let (map_mib, heap1) = (trimmed_rss_mib() - rss0, heap());
+    let (bytes, blocks) = ((heap1.0 - heap0.0) as f64, (heap1.1 - heap0.1) as f64);
+    let per_name = (bytes + blocks * MALLOC_OVERHEAD) / n as f64;
     assert_eq!(map.association_count(), n);
     let accepts: Vec<Sample> = spread(n).map(legit).collect();
     let rejects: Vec<Sample> = spread(n).map(forged).collect();
@@ -234,8 +292,12 @@ fn bench_check_at(c: &mut Criterion, n: usize, report: &mut Vec<String>) {
     }
     let l = label(n);
     report.push(format!(
-        "{l} names: trust map built in {build_s:.1} s, process RSS +{map_mib:.0} MiB with it; requests cycle \
-         through {} names",
+        "{l} names: trust map built in {build_s:.1} s; it holds {per_name:.0} bytes per name ({:.0} heap bytes in \
+         {:.1} blocks per name, each block +{MALLOC_OVERHEAD} for malloc), process RSS +{map_mib:.0} MiB \
+         ({:.0} bytes per name, policy and trust map); requests cycle through {} names",
+        bytes / n as f64,
+        blocks / n as f64,
+        map_mib * 1048576.0 / n as f64,
         accepts.len()
     ));
     eprintln!("{}", report[report.len() - 1]);
@@ -301,6 +363,28 @@ fn bench_capture(c: &mut Criterion) {
     }
 }
 
+/// The cost of one memory read the CPU cannot predict, what a lookup in a table far larger
+/// than the caches pays per dependent step: a random cyclic walk through 256 MiB (Sattolo's
+/// shuffle, so one cycle covers every slot), nanoseconds per step.
+fn dependent_read_ns() -> f64 {
+    const SLOTS: usize = 64 << 20;
+    let mut next: Vec<u32> = (0..SLOTS as u32).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..SLOTS).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        next.swap(i, (seed % i as u64) as usize);
+    }
+    const STEPS: usize = 2_000_000;
+    let (mut at, t) = (0u32, Instant::now());
+    for _ in 0..STEPS {
+        at = next[at as usize];
+    }
+    black_box(at);
+    t.elapsed().as_nanos() as f64 / STEPS as f64
+}
+
 fn bench_all(c: &mut Criterion) {
     let mut report = Vec::new();
     for n in sizes() {
@@ -321,6 +405,11 @@ fn bench_all(c: &mut Criterion) {
             println!("{line}");
         }
         println!("(an empty Instant::now() pair alone: median {} ns, p99 {} ns)", p.median, p.p99);
+        println!(
+            "one dependent read at a random place in 256 MiB (what each step of a lookup in a table \
+             far larger than the caches costs here): {:.0} ns",
+            dependent_read_ns()
+        );
         println!("load average: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
     }
 }

@@ -138,7 +138,7 @@ pub fn check<'m>(map: Option<&'m TrustMap>, req: &Request<'_>) -> Decision<'m> {
         Err(e) => return Decision::Reject(Reason::Capture(*e)),
     };
     let associations = match map.entry(name) {
-        Some(entry) => entry.associations.as_slice(),
+        Some(entry) => &entry.associations[..],
         // A name allowed only through its domain is looked up when it first shows up: the
         // answer is not in yet (the supplicant's retry is admitted once it is).
         None if !exact => return Decision::Reject(Reason::DiscoveryPending),
@@ -190,9 +190,12 @@ mod tests {
         policy.allow("SSID1", Entry::Domain(FLEET.into()), &[]).unwrap();
         let digest = Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Sha256, &[1; 32], None).unwrap();
         let names = BTreeMap::from([
-            (CAR.to_string(), NameEntry { associations: vec![digest.clone()], ..Default::default() }),
+            (CAR.to_string(), NameEntry { associations: vec![digest.clone()].into(), ..Default::default() }),
             // Discovered on demand: one with a record, one that DNS says has none.
-            ("bus1._device.fleet.example".to_string(), NameEntry { associations: vec![digest], ..Default::default() }),
+            (
+                "bus1._device.fleet.example".to_string(),
+                NameEntry { associations: vec![digest].into(), ..Default::default() },
+            ),
             ("bus2._device.fleet.example".to_string(), NameEntry::default()),
         ]);
         TrustMap::new(policy, names, 1, 0)

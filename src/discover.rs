@@ -108,9 +108,9 @@ impl KnownCas {
             let Ok(d) = OwnedDigests::of(ca) else { continue };
             for key in [
                 (Selector::Cert, Digest::Sha256(d.cert_sha256)),
-                (Selector::Cert, Digest::Sha512(d.cert_sha512)),
+                (Selector::Cert, Digest::Sha512(Box::new(d.cert_sha512))),
                 (Selector::Spki, Digest::Sha256(d.spki_sha256)),
-                (Selector::Spki, Digest::Sha512(d.spki_sha512)),
+                (Selector::Spki, Digest::Sha512(Box::new(d.spki_sha512))),
             ] {
                 map.entry(key).or_insert_with(|| ca.clone());
             }
@@ -118,7 +118,7 @@ impl KnownCas {
     }
 
     fn find(&self, selector: Selector, digest: &Digest) -> Option<X509> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&(selector, *digest)).cloned()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&(selector, digest.clone())).cloned()
     }
 }
 
@@ -200,7 +200,7 @@ impl Discoverer {
         }
         let outcome = if !associations.is_empty() {
             associations.sort();
-            Outcome::Published(Discovered { associations, cas, ttl })
+            Outcome::Published(Discovered { associations: associations.into(), cas, ttl })
         } else if let Some(reason) = transient {
             Outcome::Failed { reason }
         } else {

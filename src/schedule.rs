@@ -37,7 +37,7 @@ pub struct Timing {
 /// A successful discovery of one name.
 #[derive(Debug, Clone)]
 pub struct Discovered {
-    pub associations: Vec<Association>,
+    pub associations: Arc<[Association]>,
     /// The certificates the handshake of these associations needs in the CA set.
     pub cas: Vec<X509>,
     pub ttl: Duration,
@@ -77,7 +77,8 @@ impl Outcome {
 /// The last good state of a name.
 #[derive(Debug, Clone)]
 pub struct Good {
-    pub associations: Vec<Association>,
+    /// Shared with the trust map's entry of the name.
+    pub associations: Arc<[Association]>,
     pub cas: Arc<[X509]>,
     /// When DNS last confirmed it (Unix seconds).
     pub verified_at: i64,
@@ -620,10 +621,13 @@ impl Schedule {
                 }
             }
             if let Some(good) = &mut state.good {
-                let before = good.associations.len();
-                good.associations.retain(|a| a.not_after.is_none_or(|t| t >= wall));
+                let live = |a: &Association| a.not_after.is_none_or(|t| t >= wall);
+                let expired = !good.associations.iter().all(live);
+                if expired {
+                    good.associations = good.associations.iter().filter(|a| live(a)).cloned().collect();
+                }
                 let stale = wall.saturating_sub(good.verified_at) > max_stale;
-                if good.associations.len() != before || stale {
+                if expired || stale {
                     changed.push(name.clone());
                 }
                 if good.associations.is_empty() || stale {
@@ -805,7 +809,7 @@ mod tests {
 
     fn published(cert: u8, ttl: u64) -> Outcome {
         Outcome::Published(Discovered {
-            associations: vec![assoc(cert, 10_000)],
+            associations: vec![assoc(cert, 10_000)].into(),
             cas: vec![],
             ttl: Duration::from_secs(ttl),
         })
@@ -898,8 +902,11 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(timing(), LIMITS);
         s.set_names(names(&["a.example"]), t0);
-        let two =
-            Discovered { associations: vec![assoc(1, 500), assoc(2, 900)], cas: vec![], ttl: Duration::from_secs(60) };
+        let two = Discovered {
+            associations: vec![assoc(1, 500), assoc(2, 900)].into(),
+            cas: vec![],
+            ttl: Duration::from_secs(60),
+        };
         s.record("a.example", Outcome::Published(two), t0, 400);
         assert_eq!(s.expire(501), names(&["a.example"]));
         assert_eq!(s.published().next().unwrap().1.associations.len(), 1);

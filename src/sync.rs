@@ -869,7 +869,9 @@ async fn feed_policy(mut feed: PolicyFeed, label: String, tx: mpsc::Sender<Loade
         tokio::time::sleep_until(feed.next_poll().into()).await;
         let update = feed.poll().await;
         match (&update, &failing) {
-            (Update::Failed(e), Some(last)) if last == e => log::debug!("{label}: policy {e} (still)"),
+            // One report per outage: the error of a server going away changes as it goes
+            // (reset, then refused), and the operator needs the first one and the recovery.
+            (Update::Failed(e), Some(_)) => log::debug!("{label}: policy {e} (still failing)"),
             (Update::Failed(e), _) => log::error!("{label}: policy {e}; keeping the last good policy"),
             (_, Some(_)) => log::info!("{label}: policy {}: answering again", feed.source()),
             _ => {}

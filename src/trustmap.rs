@@ -71,7 +71,8 @@ impl<'de> Deserialize<'de> for Chain {
 pub struct NameEntry {
     /// What DNS published for the name, after the sync authenticated it. Empty: DNS says
     /// there is nothing (a name discovered on demand, remembered for its negative TTL).
-    pub associations: Vec<Association>,
+    /// Shared with the sync's record of the name: one copy per name in memory.
+    pub associations: Arc<[Association]>,
     /// The CAs the name's handshake needs in the CA set. Empty for hand-made maps, whose
     /// CAs the operator installs.
     #[serde(default, skip_serializing_if = "Chain::is_empty")]
@@ -231,7 +232,7 @@ impl TrustMap {
 
     /// The certificate associations published for `name` (empty: nothing usable).
     pub fn associations(&self, name: &str) -> &[Association] {
-        self.entry(name).map(|e| e.associations.as_slice()).unwrap_or(&[])
+        self.entry(name).map(|e| &e.associations[..]).unwrap_or(&[])
     }
 
     pub fn policy(&self) -> &Policy {
@@ -448,7 +449,7 @@ mod tests {
     }
 
     fn entry() -> NameEntry {
-        NameEntry { associations: vec![sample()], ..Default::default() }
+        NameEntry { associations: vec![sample()].into(), ..Default::default() }
     }
 
     #[test]
@@ -526,7 +527,7 @@ mod tests {
     fn refuses_a_chain_reference_outside_the_snapshot() {
         let mut names = BTreeMap::new();
         let chain = Chain::new([Arc::from("8538")]);
-        let entry = NameEntry { associations: vec![sample()], chain, verified_at: 5 };
+        let entry = NameEntry { associations: vec![sample()].into(), chain, verified_at: 5 };
         names.insert(CAR.to_string(), entry);
         let map = TrustMap::new(sample_policy(), names.clone(), 1, 0);
         let e = TrustMap::from_json(&map.to_json(), "m.json").unwrap_err();

@@ -787,11 +787,11 @@ pub fn trustmap(data: &[u8]) {
             "{n}: an entry without associations kept for a name no domain entry covers"
         );
         assert_eq!(map.entry(n), Some(*entry), "{n}: entry() differs from entries()");
-        assert_eq!(map.associations(n), entry.associations.as_slice(), "{n}: associations() differs from the entry");
+        assert_eq!(map.associations(n), &entry.associations[..], "{n}: associations() differs from the entry");
         for k in entry.chain.ids() {
             assert!(map.cas().contains_key(k), "{n}: chain CA {k} is not in the snapshot");
         }
-        for a in &entry.associations {
+        for a in entry.associations.iter() {
             assert_association_well_formed(a);
         }
     }
@@ -1016,7 +1016,7 @@ impl Capture {
 fn association_list(a: &Association) -> (usize, &[u8]) {
     let (digest, sha512): (&[u8], bool) = match &a.digest {
         Digest::Sha256(d) => (d, false),
-        Digest::Sha512(d) => (d, true),
+        Digest::Sha512(d) => (&d[..], true),
     };
     let first = match a.selector {
         Selector::Cert => 0,
@@ -1260,7 +1260,7 @@ fn reference_digests(cert: &X509) -> [Vec<u8>; 4] {
 
 fn assoc(usage: Usage, selector: Selector, matching: Matching, digest: &[u8], not_after: Option<i64>) -> Association {
     let digest = match matching {
-        Matching::Sha512 => Digest::Sha512(digest.try_into().expect("64 bytes")),
+        Matching::Sha512 => Digest::Sha512(Box::new(digest.try_into().expect("64 bytes"))),
         _ => Digest::Sha256(digest.try_into().expect("32 bytes")),
     };
     Association { usage, selector, matching, digest, not_after }
@@ -1358,18 +1358,17 @@ pub fn fixture() -> &'static Fixture {
         let names: BTreeMap<String, NameEntry> = input
             .into_iter()
             .map(|(n, associations)| {
-                (n.to_string(), NameEntry { associations, verified_at: 1_750_000_000, ..Default::default() })
+                (
+                    n.to_string(),
+                    NameEntry { associations: associations.into(), verified_at: 1_750_000_000, ..Default::default() },
+                )
             })
             .collect();
         let json = TrustMap::new(policy.clone(), names, 7, 1_750_000_000).to_json();
         let map = TrustMap::from_json(&json, "check-fixture.json").expect("the fixture trust map loads");
         for n in NAMES {
             let want = entries.get(n).map(Vec::as_slice);
-            assert_eq!(
-                map.entry(n).map(|e| e.associations.as_slice()),
-                want,
-                "{n}: the loaded map holds another entry"
-            );
+            assert_eq!(map.entry(n).map(|e| &e.associations[..]), want, "{n}: the loaded map holds another entry");
         }
         assert_eq!(map.name_count(), entries.len(), "the loaded map holds other names");
         assert_eq!(map.policy(), &policy, "the loaded map has another policy");
@@ -1510,7 +1509,7 @@ pub fn check_outcome(data: &[u8]) -> &'static str {
 
         if let Ok(cert) = &req.cert {
             for (n, entry) in fx.map.entries() {
-                for a in &entry.associations {
+                for a in entry.associations.iter() {
                     assert_eq!(
                         a.matches(cert, n),
                         reference_matches(a, &capture, n),
@@ -1700,9 +1699,9 @@ pub fn tlsa(data: &[u8]) {
         let want = match m {
             0 => Digest::Sha256(sha256(&r.data)),
             1 => Digest::Sha256(r.data.as_slice().try_into().expect("32 bytes")),
-            _ => Digest::Sha512(r.data.as_slice().try_into().expect("64 bytes")),
+            _ => Digest::Sha512(Box::new(r.data.as_slice().try_into().expect("64 bytes"))),
         };
-        assert_eq!((a.usage, a.selector, a.matching, a.digest), (usage, selector, matching, want));
+        assert_eq!((a.usage, a.selector, a.matching, &a.digest), (usage, selector, matching, &want));
         if (s, m) == (0, 0) {
             let cert = X509::from_der(&r.data).expect("usable record is a certificate");
             assert_eq!(cert.to_der().expect("re-encodes"), r.data, "a usable record is DER");

@@ -153,7 +153,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 if entry.associations.is_empty() {
                     println!("{name}: nothing published (discovered on demand)");
                 }
-                for a in &entry.associations {
+                for a in entry.associations.iter() {
                     println!("{name}: {a}");
                 }
             }
@@ -190,7 +190,8 @@ fn write_map(
             };
             if allowed.contains(&n) {
                 println!("{n} <- {} ({association})", file.display());
-                names.entry(n).or_default().associations.push(association.clone());
+                let entry: &mut NameEntry = names.entry(n).or_default();
+                entry.associations = entry.associations.iter().cloned().chain([association.clone()]).collect();
                 used = true;
             }
         }
