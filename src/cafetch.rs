@@ -25,8 +25,8 @@ use crate::https::{HttpError, HttpsClient, HttpsConfig};
 pub use crate::https::DEFAULT_ROOTS;
 /// A CA certificate is a few KiB; anything much larger is not one.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
-/// Connect + whole-response budget of one request.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect + whole-response budget of one request (the module's `https_timeout` default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a fetched CA is reused: one sync cycle fetches each CA once.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// How long a failure is remembered, so thousands of names under one broken authority
