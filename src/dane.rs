@@ -354,7 +354,7 @@ impl TlsaResolver {
     /// own (its proof joins the answer).
     async fn resolve(&self, qname: Name) -> TlsaAnswer {
         let mut name = qname;
-        let mut chain = Chain::default();
+        let mut chain = CnameChain::default();
         for _ in 0..=MAX_ALIAS_HOPS {
             let answer = match self.resolver.lookup(name.clone(), RecordType::TLSA).await {
                 Ok(lookup) => tlsa_owned_by(&name, lookup.answers()),
@@ -528,13 +528,13 @@ fn tlsa_owned_by(name: &Name, answers: &[Record]) -> Option<TlsaAnswer> {
 
 /// The CNAMEs followed so far: their weakest proof and smallest TTL bound the answer.
 #[derive(Default)]
-struct Chain {
+struct CnameChain {
     visited: Vec<Name>,
     proof: Option<Proof>,
     ttl: Option<u32>,
 }
 
-impl Chain {
+impl CnameChain {
     fn add(&mut self, cname: &Record) {
         let proofs = [Some(cname.proof), self.proof];
         self.proof = Some(weakest_proof_of(proofs.into_iter().flatten()));

@@ -16,7 +16,7 @@ use crate::sync::SyncThread;
 use crate::watch::{SnapshotCell, Watcher};
 
 /// What the request path reports back, besides the decision.
-pub struct Outcome<'m> {
+pub struct Decided<'m> {
     pub decision: Decision<'m>,
     /// The one-line decision record (name, SSID, result, reason, microseconds).
     pub log_line: String,
@@ -129,13 +129,13 @@ impl Instance {
     }
 
     /// Decides `req` and hands the outcome to `effects` while the snapshot is borrowed.
-    pub fn decide<R>(&self, stage: Stage, req: &Request<'_>, effects: impl FnOnce(&Outcome<'_>) -> R) -> R {
+    pub fn decide<R>(&self, stage: Stage, req: &Request<'_>, effects: impl FnOnce(&Decided<'_>) -> R) -> R {
         let started = Instant::now();
         let guard = self.snapshot.load();
         let decision = check::check(guard.as_deref(), req);
         self.decisions.count(stage, &decision);
         let micros = started.elapsed().as_micros();
-        let outcome = Outcome { log_line: self.log_line(req, &decision, micros), decision };
+        let outcome = Decided { log_line: self.log_line(req, &decision, micros), decision };
         effects(&outcome)
     }
 

@@ -34,7 +34,7 @@ use crate::policy::{self, parent, Loaded, Policy};
 use crate::policyfeed::{PolicyFeed, PolicySource, Update};
 use crate::registry::Registry;
 use crate::schedule::{Good, Limits, NameRow, NameStatus, Origin, Outcome, Pool, Schedule, Shown, Timing};
-use crate::trustmap::{Chain, NameEntry, TrustMap};
+use crate::trustmap::{CaKeyIds, NameEntry, TrustMap};
 use crate::watch::SnapshotCell;
 
 pub fn unix_now() -> i64 {
@@ -175,7 +175,7 @@ pub struct Engine {
     /// Keys (SPKI) of the CAs written last: they keep a contested identity.
     established: HashSet<Vec<u8>>,
     /// One shared chain per distinct CA list.
-    chains: HashMap<Vec<CaDigest>, Chain>,
+    chains: HashMap<Vec<CaDigest>, CaKeyIds>,
     /// Names whose trust map entry may have changed since the last publication.
     pending: HashSet<Arc<str>>,
     /// A published name needs a CA the book has not counted: recount at the next publish.
@@ -564,7 +564,7 @@ impl Engine {
             Some(c) => c.clone(),
             None => {
                 let ids = digests.iter().filter_map(|d| self.cas.get(d).map(|s| s.id.clone()));
-                let c = Chain::new(ids);
+                let c = CaKeyIds::new(ids);
                 self.chains.insert(digests, c.clone());
                 c
             }

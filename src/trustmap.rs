@@ -36,11 +36,11 @@ const SHARDS: usize = 256;
 /// The CAs (key ids, hex, in the snapshot's `cas`) one or more names' handshakes need.
 /// Shared between all names with the same chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Chain(Arc<[Arc<str>]>);
+pub struct CaKeyIds(Arc<[Arc<str>]>);
 
-impl Chain {
-    pub fn new(ids: impl IntoIterator<Item = Arc<str>>) -> Chain {
-        Chain(ids.into_iter().collect())
+impl CaKeyIds {
+    pub fn new(ids: impl IntoIterator<Item = Arc<str>>) -> CaKeyIds {
+        CaKeyIds(ids.into_iter().collect())
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
@@ -52,16 +52,16 @@ impl Chain {
     }
 }
 
-impl Serialize for Chain {
+impl Serialize for CaKeyIds {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|id| &**id))
     }
 }
 
-impl<'de> Deserialize<'de> for Chain {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Chain, D::Error> {
+impl<'de> Deserialize<'de> for CaKeyIds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<CaKeyIds, D::Error> {
         let ids = Vec::<String>::deserialize(d)?;
-        Ok(Chain::new(ids.into_iter().map(Arc::from)))
+        Ok(CaKeyIds::new(ids.into_iter().map(Arc::from)))
     }
 }
 
@@ -75,8 +75,8 @@ pub struct NameEntry {
     pub associations: Arc<[Association]>,
     /// The CAs the name's handshake needs in the CA set. Empty for hand-made maps, whose
     /// CAs the operator installs.
-    #[serde(default, skip_serializing_if = "Chain::is_empty")]
-    pub chain: Chain,
+    #[serde(default, skip_serializing_if = "CaKeyIds::is_empty")]
+    pub chain: CaKeyIds,
     /// When DNS last confirmed the entry (Unix seconds); 0 for hand-made maps.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub verified_at: i64,
@@ -305,7 +305,7 @@ impl TrustMap {
             return Err(err(format!("version {} is not supported (this build reads {VERSION})", doc.version)));
         }
         // One shared chain per distinct list of CAs, as the sync builds them.
-        let mut chains: HashMap<Chain, Chain> = HashMap::new();
+        let mut chains: HashMap<CaKeyIds, CaKeyIds> = HashMap::new();
         let mut entries = Vec::with_capacity(doc.names.0.len());
         for (n, mut entry) in doc.names.0 {
             check_normalised(&n).map_err(|e| err(format!("names: {n:?}: {e}")))?;
@@ -526,7 +526,7 @@ mod tests {
     #[test]
     fn refuses_a_chain_reference_outside_the_snapshot() {
         let mut names = BTreeMap::new();
-        let chain = Chain::new([Arc::from("8538")]);
+        let chain = CaKeyIds::new([Arc::from("8538")]);
         let entry = NameEntry { associations: vec![sample()].into(), chain, verified_at: 5 };
         names.insert(CAR.to_string(), entry);
         let map = TrustMap::new(sample_policy(), names.clone(), 1, 0);
