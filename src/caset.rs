@@ -24,8 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use openssl::x509::{X509Ref, X509};
 
-use crate::chain;
-use crate::pki::oneline;
+use crate::pki::{self, oneline};
 
 /// Mode of the certificate files: radiusd runs as `freerad` and must read them.
 pub const FILE_MODE: u32 = 0o644;
@@ -168,7 +167,7 @@ impl CaSet {
         let subject = || oneline(cert.subject_name());
         // A self-signed device certificate (DANE-EE with no CA at all) is its own trust
         // anchor: OpenSSL accepts it from ca_path, and it can issue nothing (CA:FALSE).
-        if !chain::is_ca(cert) && !chain::is_self_signed_root(cert) {
+        if !pki::is_ca(cert) && !pki::is_self_signed_root(cert) {
             return Err(CaSetError::NotCa { subject: subject() });
         }
         let key_id = cert

@@ -14,12 +14,11 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use foreign_types::ForeignTypeRef;
 use openssl::x509::{X509Ref, X509};
 
 use crate::cafetch::{dashed_hex, CaFetcher, FetchError};
 use crate::name;
-use crate::pki::{self, oneline, PkiError};
+use crate::pki::{self, is_self_signed_root, oneline, Extensions, PkiError};
 
 /// Bounds on a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,7 +415,7 @@ fn check_link(child: &X509Ref, issuer: &X509Ref) -> Result<(), ChainError> {
 fn check_ca(ca: &X509Ref, below: usize) -> Result<(), ChainError> {
     let subject = || oneline(ca.subject_name());
     let x = Extensions::of(ca);
-    x.check_well_formed(ca)?;
+    check_well_formed(&x, ca)?;
     if !x.is_ca() {
         return Err(ChainError::NotCa { subject: subject() });
     }
@@ -435,7 +434,7 @@ fn check_ca(ca: &X509Ref, below: usize) -> Result<(), ChainError> {
 fn check_leaf(leaf: &X509Ref) -> Result<(), ChainError> {
     let subject = || oneline(leaf.subject_name());
     let x = Extensions::of(leaf);
-    x.check_well_formed(leaf)?;
+    check_well_formed(&x, leaf)?;
     if x.is_ca() {
         return Err(ChainError::LeafIsCa { subject: subject() });
     }
@@ -470,71 +469,14 @@ fn pki_err(e: PkiError) -> ChainError {
     ChainError::OpenSsl(e.to_string())
 }
 
-/// A root ends the walk: self-issued (subject == issuer, compared as OpenSSL does),
-/// self-signed (its own key verifies its signature) and, if it has an AKI, AKI == SKI.
-/// A self-issued certificate signed by another key (key rollover) is not a root; the
-/// walk goes on by its AKI.
-pub fn is_self_signed_root(cert: &X509Ref) -> bool {
-    let self_issued = matches!(cert.subject_name().try_cmp(cert.issuer_name()), Ok(Ordering::Equal));
-    if !self_issued {
-        return false;
+/// OpenSSL would refuse a certificate with extensions it cannot parse or a critical
+/// one it does not handle; so does the walk.
+fn check_well_formed(x: &Extensions, cert: &X509Ref) -> Result<(), ChainError> {
+    if x.has(openssl_sys::EXFLAG_INVALID) {
+        return Err(ChainError::InvalidExtensions { subject: oneline(cert.subject_name()) });
     }
-    if let Some(aki) = cert.authority_key_id() {
-        match cert.subject_key_id() {
-            Some(ski) if ski.as_slice() == aki.as_slice() => {}
-            _ => return false,
-        }
+    if x.has(openssl_sys::EXFLAG_CRITICAL) {
+        return Err(ChainError::UnhandledCriticalExtension { subject: oneline(cert.subject_name()) });
     }
-    match cert.public_key() {
-        Ok(key) => cert.verify(&key).unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-/// Whether `cert` has basicConstraints CA:TRUE (what the CA set admits).
-pub fn is_ca(cert: &X509Ref) -> bool {
-    Extensions::of(cert).is_ca()
-}
-
-/// OpenSSL's cached view of a certificate's extensions (the same flags its verifier uses).
-struct Extensions {
-    flags: u32,
-    key_usage: u32,
-    ext_key_usage: u32,
-}
-
-impl Extensions {
-    fn of(cert: &X509Ref) -> Extensions {
-        let p = cert.as_ptr();
-        // SAFETY: `p` is a valid X509 for the borrow. These getters parse and cache the
-        // extensions inside the X509 (thread-safe in OpenSSL >= 1.1) and return plain
-        // integers; no pointer escapes.
-        unsafe {
-            Extensions {
-                flags: openssl_sys::X509_get_extension_flags(p),
-                key_usage: openssl_sys::X509_get_key_usage(p),
-                ext_key_usage: openssl_sys::X509_get_extended_key_usage(p),
-            }
-        }
-    }
-
-    fn has(&self, flag: u32) -> bool {
-        self.flags & flag != 0
-    }
-
-    /// basicConstraints present with CA:TRUE. X509v1 certificates (no extensions) do not
-    /// count: OpenSSL tolerates them as roots, we do not need to.
-    fn is_ca(&self) -> bool {
-        self.has(openssl_sys::EXFLAG_BCONS) && self.has(openssl_sys::EXFLAG_CA)
-    }
-
-    fn check_well_formed(&self, cert: &X509Ref) -> Result<(), ChainError> {
-        if self.has(openssl_sys::EXFLAG_INVALID) {
-            return Err(ChainError::InvalidExtensions { subject: oneline(cert.subject_name()) });
-        }
-        if self.has(openssl_sys::EXFLAG_CRITICAL) {
-            return Err(ChainError::UnhandledCriticalExtension { subject: oneline(cert.subject_name()) });
-        }
-        Ok(())
-    }
+    Ok(())
 }

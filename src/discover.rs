@@ -279,7 +279,7 @@ impl Discoverer {
         let subject = pki::oneline(anchor.subject_name());
         let ca_set = match host.as_deref() {
             Some(host) => chain::anchor_chain(&anchor, host, &self.fetcher, self.limits, now).await,
-            None if chain::is_self_signed_root(&anchor) => Ok(vec![anchor.clone()]),
+            None if pki::is_self_signed_root(&anchor) => Ok(vec![anchor.clone()]),
             None => Err(ChainError::NoAuthorityHost(name.to_owned())),
         }
         .map_err(|e| Skip {
@@ -324,7 +324,7 @@ impl Discoverer {
         let association = Association::from_data(Usage::DaneEe, Selector::Cert, Matching::Full, &record.data, None)
             .map_err(Skip::definitive)?;
         let subject = pki::oneline(leaf.subject_name());
-        if chain::is_self_signed_root(&leaf) {
+        if pki::is_self_signed_root(&leaf) {
             let summary = format!("{association} (DNSSEC): {subject}, self-signed, its own anchor in the CA set");
             return Ok(Found { association, ca_set: vec![leaf], summary });
         }

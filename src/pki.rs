@@ -5,9 +5,11 @@
 //! compared as names. Distinguished names appear only in messages, printed the way
 //! FreeRADIUS prints them so an operator can match our logs with radiusd's.
 
+use std::cmp::Ordering;
 use std::ffi::CStr;
 use std::fmt;
 
+use foreign_types::ForeignTypeRef;
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::nid::Nid;
 use openssl::stack::Stack;
@@ -197,6 +199,65 @@ pub fn verify_chain(leaf: &X509Ref, untrusted: &[X509], anchors: &[X509]) -> Res
             Ok(Err(PkiError::Unverified(c.error().error_string().to_owned())))
         }
     })?
+}
+
+/// A root ends the walk: self-issued (subject == issuer, compared as OpenSSL does),
+/// self-signed (its own key verifies its signature) and, if it has an AKI, AKI == SKI.
+/// A self-issued certificate signed by another key (key rollover) is not a root; the
+/// walk goes on by its AKI.
+pub fn is_self_signed_root(cert: &X509Ref) -> bool {
+    let self_issued = matches!(cert.subject_name().try_cmp(cert.issuer_name()), Ok(Ordering::Equal));
+    if !self_issued {
+        return false;
+    }
+    if let Some(aki) = cert.authority_key_id() {
+        match cert.subject_key_id() {
+            Some(ski) if ski.as_slice() == aki.as_slice() => {}
+            _ => return false,
+        }
+    }
+    match cert.public_key() {
+        Ok(key) => cert.verify(&key).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Whether `cert` has basicConstraints CA:TRUE (what the CA set admits).
+pub fn is_ca(cert: &X509Ref) -> bool {
+    Extensions::of(cert).is_ca()
+}
+
+/// OpenSSL's cached view of a certificate's extensions (the same flags its verifier uses).
+pub(crate) struct Extensions {
+    flags: u32,
+    pub(crate) key_usage: u32,
+    pub(crate) ext_key_usage: u32,
+}
+
+impl Extensions {
+    pub(crate) fn of(cert: &X509Ref) -> Extensions {
+        let p = cert.as_ptr();
+        // SAFETY: `p` is a valid X509 for the borrow. These getters parse and cache the
+        // extensions inside the X509 (thread-safe in OpenSSL >= 1.1) and return plain
+        // integers; no pointer escapes.
+        unsafe {
+            Extensions {
+                flags: openssl_sys::X509_get_extension_flags(p),
+                key_usage: openssl_sys::X509_get_key_usage(p),
+                ext_key_usage: openssl_sys::X509_get_extended_key_usage(p),
+            }
+        }
+    }
+
+    pub(crate) fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// basicConstraints present with CA:TRUE. X509v1 certificates (no extensions) do not
+    /// count: OpenSSL tolerates them as roots, we do not need to.
+    pub(crate) fn is_ca(&self) -> bool {
+        self.has(openssl_sys::EXFLAG_BCONS) && self.has(openssl_sys::EXFLAG_CA)
+    }
 }
 
 #[cfg(test)]
