@@ -20,6 +20,7 @@ pub mod capki;
 pub mod dns;
 pub mod dnsproxy;
 pub mod eapol;
+pub mod fleet;
 pub mod https;
 pub mod pki;
 pub mod radiusd;
