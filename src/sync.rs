@@ -178,6 +178,8 @@ pub struct Engine {
     chains: HashMap<Vec<CaDigest>, CaKeyIds>,
     /// Names whose trust map entry may have changed since the last publication.
     pending: HashSet<Arc<str>>,
+    /// A name discovered on demand changed: publish without waiting for the throttle.
+    urgent: bool,
     /// A published name needs a CA the book has not counted: recount at the next publish.
     recount: bool,
     last_recount: Option<Instant>,
@@ -229,6 +231,7 @@ impl Engine {
             established: HashSet::new(),
             chains: HashMap::new(),
             pending: HashSet::new(),
+            urgent: false,
             recount: true,
             last_recount: None,
             disk: Disk::default(),
@@ -397,9 +400,19 @@ impl Engine {
         }
         self.log_outcome(&done.name, &done.outcome);
         self.schedule.note_records(&done.name, done.report.records.len());
+        let on_demand = matches!(self.schedule.origin(&done.name), Some(Origin::Discovered { .. }));
         if self.schedule.record(&done.name, done.outcome, Instant::now(), unix_now()) {
+            // A device is in the middle of its handshake waiting for this answer: publish
+            // now rather than at the next throttled publication (discovery is capped per
+            // domain and in flight, so this cannot turn into a publication storm).
+            self.urgent |= on_demand;
             self.pending.insert(done.name);
         }
+    }
+
+    /// Whether a change waits that should not wait for the publication throttle.
+    pub fn has_urgent(&self) -> bool {
+        self.urgent && self.has_pending()
     }
 
     /// Recounts the names per status (a walk over every name: once a second, not per
@@ -576,6 +589,7 @@ impl Engine {
     /// map for the in-memory swap. On a write failure nothing is published.
     pub fn publish(&mut self) -> Result<TrustMap, String> {
         // Names first, so CAs they newly need are learnt before the CA set is decided.
+        self.urgent = false;
         let pending: Vec<Arc<str>> = self.pending.drain().collect();
         for name in &pending {
             if let Shown::Good(g) = self.schedule.shown(name) {
@@ -889,6 +903,18 @@ async fn feed_policy(mut feed: PolicyFeed, label: String, tx: mpsc::Sender<Loade
     }
 }
 
+/// When the next publication is due: none without changes; now for the first, or for an
+/// answer a device on demand waits for; else `PUBLISH_EVERY` after the last one.
+fn next_publication(engine: &Engine, last: Option<Instant>, now: Instant) -> Option<Instant> {
+    if !engine.has_pending() {
+        return None;
+    }
+    if engine.has_urgent() {
+        return Some(now);
+    }
+    Some(last.map_or(now, |t| t + PUBLISH_EVERY))
+}
+
 async fn run(
     mut engine: Engine,
     cell: Arc<SnapshotCell>,
@@ -927,7 +953,7 @@ async fn run(
             next_expire = now + Duration::from_secs(1);
         }
         engine.start_due(&mut tasks);
-        let publish_at = engine.has_pending().then(|| last_publish.map_or(now, |t| t + PUBLISH_EVERY));
+        let publish_at = next_publication(&engine, last_publish, now);
         if first || publish_at.is_some_and(|t| t <= now) {
             match engine.publish() {
                 Ok(map) => cell.store(map),
@@ -937,7 +963,7 @@ async fn run(
             first = false;
         }
         engine.persist_if_due(false);
-        let publish_at = engine.has_pending().then(|| last_publish.map_or(now, |t| t + PUBLISH_EVERY));
+        let publish_at = next_publication(&engine, last_publish, now);
         let wake = [engine.next_due(), Some(next_expire), publish_at]
             .into_iter()
             .flatten()
