@@ -33,15 +33,14 @@
 //! The fleet zone has a TTL of 300 s and `max_interval` is the module's default (1 h), so
 //! no name is refreshed during the run: each lookup is a discovery, and the zone's keys come
 //! from the resolver's cache, as in a fleet at work. New names arrive one at a time, at most
-//! `discovery_rate` (10, the default) a second, and each one a quiet time (default 150 ms)
-//! after the sync's last publication: the sync publishes at most every 100 ms, so a name
-//! found within 100 ms of the previous publication waits for the next one (as names
-//! arriving in a burst do), which is not the discovery's own latency.
+//! `discovery_rate` (10, the default) a second, optionally each a quiet time after the
+//! sync's last publication (default none: the sync publishes an on-demand answer at once,
+//! other changes at most every 100 ms).
 //!
 //! `cargo bench --bench discovery`. Environment:
 //! - `RLM_BENCH_DISCOVERY_NAMES` (default 50): new device names per TLS version;
 //! - `RLM_BENCH_DISCOVERY_SLOW_MS` (default 300; 0 = skip): the held-back variant's delay;
-//! - `RLM_BENCH_DISCOVERY_QUIET_MS` (default 150): quiet time before each new name;
+//! - `RLM_BENCH_DISCOVERY_QUIET_MS` (default 0): quiet time before each new name;
 //! - `RLM_BENCH_DISCOVERY_DEBUG=1`: run `freeradius -X` instead (slower handshakes).
 //!
 //! Under `cargo test` it runs a smoke test instead: 3 names per TLS version, DNS as served,
@@ -648,7 +647,7 @@ fn main() {
     let names = if full { env_u64("RLM_BENCH_DISCOVERY_NAMES", 50) as usize } else { 3 };
     let slow = if full { Duration::from_millis(env_u64("RLM_BENCH_DISCOVERY_SLOW_MS", 300)) } else { Duration::ZERO };
     let debug = std::env::var_os("RLM_BENCH_DISCOVERY_DEBUG").is_some_and(|v| v == "1");
-    let quiet = Duration::from_millis(env_u64("RLM_BENCH_DISCOVERY_QUIET_MS", 150));
+    let quiet = Duration::from_millis(env_u64("RLM_BENCH_DISCOVERY_QUIET_MS", 0));
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let t0 = Instant::now();
 

@@ -559,13 +559,13 @@ impl Engine {
     }
 
     /// What the map shows for `name` now, by the schedule and the CA decision.
-    fn entry_for(&mut self, name: &str) -> Option<Arc<NameEntry>> {
+    fn entry_for(&mut self, name: &str) -> Option<NameEntry> {
         if self.schedule.origin(name) == Some(Origin::Anchor) {
             return None;
         }
         let good = match self.schedule.shown(name) {
             Shown::Nothing => return None,
-            Shown::Negative => return Some(Arc::new(NameEntry::default())),
+            Shown::Negative => return Some(NameEntry::default()),
             Shown::Good(g) => g.clone(),
         };
         let digests = self.digests_of(&good);
@@ -582,7 +582,7 @@ impl Engine {
                 c
             }
         };
-        Some(Arc::new(NameEntry { associations: good.associations.clone(), chain, verified_at: good.verified_at }))
+        Some(NameEntry { associations: good.associations.clone(), chain, verified_at: good.verified_at })
     }
 
     /// Publishes what changed: the CA set (when it changed), the trust map file, and the

@@ -761,8 +761,8 @@ pub fn trustmap(data: &[u8]) {
     assert_eq!(back.cas(), map.cas());
     assert_eq!(back.name_count(), map.name_count());
     assert_eq!(back.association_count(), map.association_count());
-    let entries: BTreeMap<&str, &NameEntry> = map.entries().map(|(n, e)| (&**n, &**e)).collect();
-    let back_entries: BTreeMap<&str, &NameEntry> = back.entries().map(|(n, e)| (&**n, &**e)).collect();
+    let entries: BTreeMap<&str, &NameEntry> = map.entries().map(|(n, e)| (&**n, e)).collect();
+    let back_entries: BTreeMap<&str, &NameEntry> = back.entries().map(|(n, e)| (&**n, e)).collect();
     assert_eq!(back_entries, entries, "entries changed in the round trip");
     assert_eq!(entries.len(), map.name_count(), "entries() does not give each name once");
     assert_eq!(entries.values().map(|e| e.associations.len()).sum::<usize>(), map.association_count());
@@ -833,11 +833,11 @@ fn assert_changes(
         let name: Arc<str> = Arc::from(n);
         let removed = map.with_changes([(name.clone(), None)], generation, at);
         assert!(removed.entry(n).is_none(), "{n}: still there after its removal");
-        let rest: BTreeMap<&str, &NameEntry> = removed.entries().map(|(n, e)| (&**n, &**e)).collect();
+        let rest: BTreeMap<&str, &NameEntry> = removed.entries().map(|(n, e)| (&**n, e)).collect();
         let mut want = entries.clone();
         want.remove(n);
         assert_eq!(rest, want, "removing {n} changed other names");
-        let restored = removed.with_changes([(name, Some(Arc::new(entry.clone())))], generation, at);
+        let restored = removed.with_changes([(name, Some(entry.clone()))], generation, at);
         assert_eq!(restored.to_json(), json, "{n}: removed and put back, the map differs");
     }
     let stranger = (0u32..)
@@ -845,7 +845,7 @@ fn assert_changes(
         .find(|s| !ref_allowed(exact, domains, s))
         .expect("a name the policy does not let in");
     let added =
-        map.with_changes([(Arc::from(stranger.as_str()), Some(Arc::new(NameEntry::default())))], generation, at);
+        map.with_changes([(Arc::from(stranger.as_str()), Some(NameEntry::default()))], generation, at);
     assert!(added.entry(&stranger).is_none(), "{stranger}: added, but the policy does not let it in");
     assert_eq!(added.to_json(), json, "a refused change changed the map");
     if let Some(&d) = domains.iter().next() {
@@ -854,7 +854,7 @@ fn assert_changes(
             .find(|p| !entries.contains_key(p.as_str()) && !exact.contains(p.as_str()))
             .expect("a free name");
         let found =
-            map.with_changes([(Arc::from(probe.as_str()), Some(Arc::new(NameEntry::default())))], generation, at);
+            map.with_changes([(Arc::from(probe.as_str()), Some(NameEntry::default()))], generation, at);
         assert!(
             found.entry(&probe).is_some_and(|e| e.associations.is_empty()),
             "{probe}: a discovered name is not kept"
