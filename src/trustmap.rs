@@ -4,8 +4,9 @@
 //! Built off the request path (by the sync, the file watcher or the operator CLI), then
 //! shared read-only behind an `Arc`. The names live in shards, each behind its own `Arc`:
 //! the sync publishes a change to a few names by copying only their shards, so a map of a
-//! million names can change many times a second. Entries and names are shared, not
-//! copied, between generations and with the policy.
+//! million names can change many times a second. Names, and each entry's associations and
+//! CA list, are shared `Arc`s: a copied shard copies pointers, never certificate data, and
+//! the sync's record of a name holds the very associations the map does.
 //!
 //! Persisted as versioned JSON, always written to a temporary name and renamed, so a reader
 //! never sees half a file.

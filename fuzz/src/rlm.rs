@@ -844,8 +844,7 @@ fn assert_changes(
         .map(|i| format!("zz-stranger{i}.zz-nowhere.example"))
         .find(|s| !ref_allowed(exact, domains, s))
         .expect("a name the policy does not let in");
-    let added =
-        map.with_changes([(Arc::from(stranger.as_str()), Some(NameEntry::default()))], generation, at);
+    let added = map.with_changes([(Arc::from(stranger.as_str()), Some(NameEntry::default()))], generation, at);
     assert!(added.entry(&stranger).is_none(), "{stranger}: added, but the policy does not let it in");
     assert_eq!(added.to_json(), json, "a refused change changed the map");
     if let Some(&d) = domains.iter().next() {
@@ -853,8 +852,7 @@ fn assert_changes(
             .map(|i| format!("zz-found{i}.{d}"))
             .find(|p| !entries.contains_key(p.as_str()) && !exact.contains(p.as_str()))
             .expect("a free name");
-        let found =
-            map.with_changes([(Arc::from(probe.as_str()), Some(NameEntry::default()))], generation, at);
+        let found = map.with_changes([(Arc::from(probe.as_str()), Some(NameEntry::default()))], generation, at);
         assert!(
             found.entry(&probe).is_some_and(|e| e.associations.is_empty()),
             "{probe}: a discovered name is not kept"
