@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use openssl::x509::X509;
 
 use crate::https::{HttpError, HttpsClient, HttpsConfig};
+use crate::name;
 
 pub use crate::https::DEFAULT_ROOTS;
 /// A CA certificate is a few KiB; anything much larger is not one.
@@ -395,20 +396,11 @@ pub fn dashed_hex(key_id: &[u8]) -> String {
     key_id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join("-")
 }
 
-/// The authority host goes into a URL: allow only DNS host name characters so a crafted
-/// name cannot add a port, user info or path. Returns it lower-cased, without trailing dot.
+/// The authority host goes into a URL: only a valid DNS name (the one validator of names,
+/// [`name::normalize`]) is used, so a crafted name cannot add a port, user info or path.
+/// Returns it lower-cased, without trailing dot.
 fn validate_host(host: &str) -> Result<String, FetchError> {
-    let h = host.strip_suffix('.').unwrap_or(host);
-    let ok = !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok {
-        Ok(h.to_ascii_lowercase())
-    } else {
-        Err(FetchError::InvalidHost(host.to_owned()))
-    }
+    name::normalize(host).map_err(|_| FetchError::InvalidHost(host.to_owned()))
 }
 
 /// Parses a `.well-known/ca/` body: the first PEM CERTIFICATE block, or one DER
