@@ -424,13 +424,7 @@ pub fn certificate_from_body(url: &str, body: &[u8], key_id: &[u8]) -> Result<X5
             printable_prefix(trimmed)
         )));
     } else if body[0] == 0x30 {
-        let cert = X509::from_der(body).map_err(|e| parse(format!("bad DER certificate: {e}")))?;
-        // d2i stops after the first object; a DER file is exactly one certificate.
-        let len = cert.to_der().map_err(|e| parse(format!("bad DER certificate: {e}")))?.len();
-        if len != body.len() {
-            return Err(parse(format!("{} bytes after the DER certificate", body.len().saturating_sub(len))));
-        }
-        cert
+        crate::pki::der_certificate(body).map_err(parse)?
     } else {
         return Err(parse(format!("neither PEM nor DER (starts with {:?})", printable_prefix(trimmed))));
     };

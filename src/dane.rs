@@ -246,25 +246,7 @@ fn check_spki(data: &[u8]) -> Result<(), String> {
 
 /// The data must be one X.509 certificate in DER form and nothing after it.
 fn check_single_der_certificate(data: &[u8]) -> Result<(), String> {
-    let cert = openssl::x509::X509::from_der(data).map_err(|e| {
-        // OpenSSL's first reason ("too long", "wrong tag") is enough; the stack is noise.
-        let why = e.errors().first().and_then(|e| e.reason()).unwrap_or("unparsable");
-        format!("not a DER certificate ({why})")
-    })?;
-    let der = cert.to_der().map_err(|e| format!("certificate does not re-encode ({e})"))?;
-    if der.len() != data.len() {
-        return Err(format!("{} bytes after the {}-byte certificate", data.len().saturating_sub(der.len()), der.len()));
-    }
-    // OpenSSL accepts some BER (padding bits in a BIT STRING) and re-encodes it as DER at
-    // the same length. The TLS hook digests the DER, so a record that is not exactly it
-    // could never match: say so instead of publishing a dead association.
-    if der != data {
-        return Err(
-            "the certificate is not in DER form (OpenSSL re-encodes it differently), so no handshake can match it"
-                .into(),
-        );
-    }
-    Ok(())
+    crate::pki::der_certificate(data).map(drop)
 }
 
 /// The SHA2-256 digest of a `3 0 1` record (the IoT Registry form: DANE-EE, full

@@ -349,7 +349,7 @@ impl Discoverer {
 
 /// The certificate of a full-certificate record (classify checked its form).
 fn certificate(record: &TlsaRecord) -> Result<X509, Skip> {
-    X509::from_der(&record.data).map_err(|e| Skip::definitive(format!("certificate does not parse: {e}")))
+    pki::der_certificate(&record.data).map_err(|e| Skip::definitive(format!("certificate: {e}")))
 }
 
 fn describe(cas: &[X509]) -> String {

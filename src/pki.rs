@@ -201,6 +201,30 @@ pub fn verify_chain(leaf: &X509Ref, untrusted: &[X509], anchors: &[X509]) -> Res
     })?
 }
 
+/// Exactly one X.509 certificate in DER form and nothing after it: what a TLSA record or
+/// a `.well-known/ca/` DER body must be. The TLS hook digests the DER, so a certificate
+/// that is not exactly it could never match a handshake.
+pub fn der_certificate(data: &[u8]) -> Result<X509, String> {
+    let cert = X509::from_der(data).map_err(|e| {
+        // OpenSSL's first reason ("too long", "wrong tag") is enough; the stack is noise.
+        let why = e.errors().first().and_then(|e| e.reason()).unwrap_or("unparsable");
+        format!("not a DER certificate ({why})")
+    })?;
+    let der = cert.to_der().map_err(|e| format!("certificate does not re-encode ({e})"))?;
+    if der.len() != data.len() {
+        return Err(format!("{} bytes after the {}-byte certificate", data.len().saturating_sub(der.len()), der.len()));
+    }
+    // OpenSSL accepts some BER (padding bits in a BIT STRING) and re-encodes it as DER at
+    // the same length.
+    if der != data {
+        return Err(
+            "the certificate is not in DER form (OpenSSL re-encodes it differently), so no handshake can match it"
+                .into(),
+        );
+    }
+    Ok(cert)
+}
+
 /// A root ends the walk: self-issued (subject == issuer, compared as OpenSSL does),
 /// self-signed (its own key verifies its signature) and, if it has an AKI, AKI == SKI.
 /// A self-issued certificate signed by another key (key rollover) is not a root; the
