@@ -151,7 +151,25 @@ struct Disk {
     written_at: Option<Instant>,
     /// The published map differs from the file.
     dirty: bool,
+    /// No retry of a write that failed (or was put off) before this.
+    retry_at: Option<Instant>,
 }
+
+/// A publication whose files could not all be written. The new map is served anyway
+/// (`map`); the files are written again later.
+#[derive(Debug)]
+pub struct PublishError {
+    pub map: TrustMap,
+    pub reason: String,
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "generation {} served from memory, not all written: {}", self.map.generation, self.reason)
+    }
+}
+
+impl std::error::Error for PublishError {}
 
 /// The sync's state and its operations.
 pub struct Engine {
@@ -586,8 +604,9 @@ impl Engine {
     }
 
     /// Publishes what changed: the CA set (when it changed), the trust map file, and the
-    /// map for the in-memory swap. On a write failure nothing is published.
-    pub fn publish(&mut self) -> Result<TrustMap, String> {
+    /// map for the in-memory swap. A failed write is an error that still carries the new
+    /// map: it is served, and the write is retried.
+    pub fn publish(&mut self) -> Result<TrustMap, PublishError> {
         // Names first, so CAs they newly need are learnt before the CA set is decided.
         self.urgent = false;
         let pending: Vec<Arc<str>> = self.pending.drain().collect();
@@ -610,15 +629,27 @@ impl Engine {
             let entry = self.entry_for(&name);
             changes.push((name, entry));
         }
-        let ca_set = self.write_ca_set_if_changed()?;
+        // A write that fails does not hold the new generation back: a withdrawal must reach
+        // requests even when the disk is full. What was not written is retried.
+        let mut failed = Vec::new();
+        let ca_set = self.write_ca_set_if_changed().unwrap_or_else(|e| {
+            failed.push(e);
+            None
+        });
         let mut map = self.map.with_changes(changes, self.generation + 1, unix_now());
         if let Some(cas) = ca_set {
             map = map.with_cas(cas);
         }
-        self.persist(&map, false)?;
+        if let Err(e) = self.persist(&map, false) {
+            self.disk.dirty = true;
+            failed.push(e);
+        }
         self.generation += 1;
         self.stats.publications += 1;
         self.map = map.clone();
+        if !failed.is_empty() {
+            return Err(PublishError { map, reason: failed.join("; ") });
+        }
         log::info!(
             "{}: published generation {}: {} names with an entry ({} tracked), {} certificate associations, {} CAs",
             self.label,
@@ -686,7 +717,18 @@ impl Engine {
 
     /// Writes the trust map file if a publication skipped it and the interval is over.
     fn persist_if_due(&mut self, force: bool) {
-        if !self.disk.dirty {
+        let ca_set_behind = self.stats.publications > 0 && self.disk.ca_set.as_ref() != Some(&self.accepted);
+        if !self.disk.dirty && !ca_set_behind {
+            return;
+        }
+        let now = Instant::now();
+        if self.disk.retry_at.is_some_and(|t| now < t) && !force {
+            return;
+        }
+        self.disk.retry_at = Some(now + self.persist_every());
+        if ca_set_behind {
+            // A CA set write failed: the next publication writes it, then the map.
+            self.recount = true;
             return;
         }
         let due = self.disk.written_at.is_none_or(|t| t.elapsed() >= self.persist_every());
@@ -760,7 +802,10 @@ impl SyncThread {
                 // Served only once expired and stale entries are gone (restore dropped them).
                 match engine.publish() {
                     Ok(map) => cell.store(map),
-                    Err(e) => log::error!("{label}: persisted trust map not served: {e}"),
+                    Err(e) => {
+                        log::error!("{label}: {e}");
+                        cell.store(e.map);
+                    }
                 }
             }
             Err(e) if trust_map_path.exists() => log::error!("{label}: ignoring persisted trust map {e}"),
@@ -957,7 +1002,10 @@ async fn run(
         if first || publish_at.is_some_and(|t| t <= now) {
             match engine.publish() {
                 Ok(map) => cell.store(map),
-                Err(e) => log::error!("{label}: not published, keeping the previous generation: {e}"),
+                Err(e) => {
+                    log::error!("{label}: {e}");
+                    cell.store(e.map);
+                }
             }
             last_publish = Some(now);
             first = false;

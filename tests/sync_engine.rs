@@ -778,3 +778,42 @@ fn a_policy_url_is_followed_conditionally_and_its_last_good_copy_survives_the_se
     assert_eq!(logs_matching("url", "Connection refused").len(), 2, "one report per outage and restart");
     sync.stop();
 }
+
+/// A disk that refuses the trust map file must not hold a withdrawal back: the new
+/// generation is served from memory at once, and the file catches up once the disk takes
+/// it again.
+#[test]
+fn a_trust_map_file_that_cannot_be_written_does_not_hold_back_a_withdrawal() {
+    let w = World::new();
+    let cars = org("Cars");
+    w.serve_ca(&cars);
+    let (car1, car2) = ("car1._device.cars.example", "car2._device.cars.example");
+    w.publish(CARS, car1, 4, &device(&cars, "Cars", car1));
+    w.publish(CARS, car2, 4, &device(&cars, "Cars", car2));
+    let lines = format!("SSID1|{car1}\nSSID1|{car2}\n");
+    let (mut sync, cell) = w.thread("diskfail", &lines, &[("persist_interval", "1")]);
+    let has = |n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
+    assert!(support::poll_until(Duration::from_secs(10), || has(car1) && has(car2)), "never published");
+
+    // The file's place is taken by a directory: every rename onto it fails.
+    let file = w.path("diskfail.json");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    w.dns.remove(CARS, "car1._device", "TLSA");
+    assert!(support::poll_until(Duration::from_secs(10), || !has(car1)), "the failed write held the withdrawal back");
+    assert!(has(car2));
+    assert!(
+        support::poll_until(Duration::from_secs(5), || !logs_matching("diskfail", "diskfail.json").is_empty()),
+        "the failed write was not reported"
+    );
+
+    // The disk takes writes again: the file catches up without any further DNS change.
+    std::fs::remove_dir(&file).unwrap();
+    let on_disk = || TrustMap::load(Path::new(&file)).ok();
+    assert!(
+        support::poll_until(Duration::from_secs(15), || on_disk()
+            .is_some_and(|m| m.associations(car1).is_empty() && !m.associations(car2).is_empty())),
+        "the trust map file never caught up"
+    );
+    sync.stop();
+}

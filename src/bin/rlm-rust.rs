@@ -311,7 +311,7 @@ fn sync_once(
         let published = reports.iter().filter(|r| r.records.iter().any(|x| x.result.is_ok())).count();
         println!("{} names looked up in {:.2?}: {published} published", names.len(), started.elapsed());
         if write {
-            let map = engine.publish()?;
+            let map = engine.publish().map_err(|e| e.to_string())?;
             println!(
                 "wrote {} (generation {}, {} names, {} certificate associations)",
                 cfg.trust_map.display(),
