@@ -183,7 +183,10 @@ impl CaSet {
                 continue;
             }
             if !existing.public_key()?.public_eq(&key) {
-                return Err(CaSetError::IdentityCollision { subject: subject(), key_id: crate::cafetch::dashed_hex(&key_id) });
+                return Err(CaSetError::IdentityCollision {
+                    subject: subject(),
+                    key_id: crate::cafetch::dashed_hex(&key_id),
+                });
             }
             if existing.to_der()? == der {
                 return Ok(None);
