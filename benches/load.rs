@@ -50,6 +50,7 @@
 //! - `RLM_LOAD_SLACK_MS` (500): how far back a written map counts as possibly live.
 //!
 //! Under `cargo test` it does nothing: timings are not tests.
+#![allow(unsafe_code)] // kill(pid, 0) to see radiusd alive
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -2,6 +2,7 @@
 //!
 //! The host function is stored once per process; records before it is set (unit tests,
 //! the CLI) go nowhere unless the embedding program installs its own logger.
+#![allow(unsafe_code)] // the host log function is a C function pointer
 
 use std::ffi::CString;
 

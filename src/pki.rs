@@ -4,6 +4,7 @@
 //! Decisions use certificates themselves (DER, keys, signatures) and the SAN dNSNames
 //! compared as names. Distinguished names appear only in messages, printed the way
 //! FreeRADIUS prints them so an operator can match our logs with radiusd's.
+#![allow(unsafe_code)] // OpenSSL's extension flags have no safe binding
 
 use std::cmp::Ordering;
 use std::ffi::CStr;

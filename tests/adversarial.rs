@@ -26,6 +26,7 @@
 //! byte for byte (OpenSSL picks the real CA as issuer, the signature fails).
 //!
 //! Every attack runs under TLS 1.2 and again under TLS 1.3, against the same radiusd.
+#![allow(unsafe_code)] // test harness: libc calls
 
 mod support;
 

@@ -25,6 +25,7 @@
 //! Only one pcscd can run per host: like the iotsafe workspace's tests, this test takes
 //! the flock `/tmp/iotsafe-pcscd-rig.lock` first and fails if another pcscd runs.
 //! `RLM_RUST_SKIP_IOTSAFE=1` (or `RLM_RUST_SKIP_EAP_TLS=1`) skips it.
+#![allow(unsafe_code)] // test harness: libc calls (flock, process groups)
 
 mod support;
 

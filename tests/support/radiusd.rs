@@ -18,6 +18,7 @@
 //! ```
 //! The shipped files are used unmodified except for the textual replacements below, each
 //! of which must match exactly once (so a drift in the shipped files fails loudly).
+#![allow(unsafe_code)] // test harness: libc calls on the radiusd child
 
 use std::fs::File;
 use std::net::UdpSocket;
