@@ -19,6 +19,7 @@
 //!   which the Python reference also runs (it must be one of the sizes above).
 //!
 //! Under `cargo test` it does nothing: timings are not tests.
+#![allow(unsafe_code)] // a counting allocator and libc calls
 
 #[path = "../tests/support/mod.rs"]
 mod support;
