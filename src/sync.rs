@@ -153,7 +153,23 @@ struct Disk {
     dirty: bool,
     /// No retry of a write that failed (or was put off) before this.
     retry_at: Option<Instant>,
+    /// A write running on its own thread: how long it took, and how it ended.
+    writing: Option<std::thread::JoinHandle<(Duration, Result<(), String>)>>,
 }
+
+/// When `persist` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// After a publication: skipped while writes are slow and the last one is recent.
+    Throttled,
+    /// The interval is over: write (a large map in the background).
+    Due,
+    /// Shutdown: write here and now, after any write still running.
+    Now,
+}
+
+/// Maps at least this large are written by a thread of their own.
+const BACKGROUND_WRITE_NAMES: usize = 10_000;
 
 /// A publication whose files could not all be written. The new map is served anyway
 /// (`map`); the files are written again later.
@@ -640,8 +656,7 @@ impl Engine {
         if let Some(cas) = ca_set {
             map = map.with_cas(cas);
         }
-        if let Err(e) = self.persist(&map, false) {
-            self.disk.dirty = true;
+        if let Err(e) = self.persist(&map, Write::Throttled) {
             failed.push(e);
         }
         self.generation += 1;
@@ -692,21 +707,70 @@ impl Engine {
     }
 
     /// Writes the trust map file before the swap while that is quick; once a write took
-    /// long (a large map), at most every `persist_interval` (and always when `force`).
-    fn persist(&mut self, map: &TrustMap, force: bool) -> Result<(), String> {
+    /// long (a large map), at most every `persist_interval`. A large map is written by a
+    /// thread of its own, so the sync (and the withdrawals it publishes) never waits for
+    /// the disk; `Write::Now` (shutdown) waits for every write.
+    fn persist(&mut self, map: &TrustMap, when: Write) -> Result<(), String> {
+        self.reap_write(when == Write::Now)?;
         let slow = self.disk.last_write > Duration::from_millis(50);
         let recent = self.disk.written_at.is_some_and(|t| t.elapsed() < self.persist_every());
-        if slow && recent && !force {
+        if (slow && recent && when == Write::Throttled) || (self.disk.writing.is_some() && when != Write::Now) {
             self.disk.dirty = true;
             return Ok(());
         }
-        let started = Instant::now();
-        map.write_atomic(&self.trust_map_path)
-            .map_err(|e| format!("trust map {}: {e}", self.trust_map_path.display()))?;
-        self.disk.last_write = started.elapsed();
-        self.disk.written_at = Some(Instant::now());
         self.disk.dirty = false;
+        if when != Write::Now && map.name_count() >= BACKGROUND_WRITE_NAMES {
+            let (map, path) = (map.clone(), self.trust_map_path.clone());
+            let spawned = std::thread::Builder::new().name("rlm_rust-persist".into()).spawn(move || {
+                let started = Instant::now();
+                let result = map.write_atomic(&path).map_err(|e| format!("trust map {}: {e}", path.display()));
+                (started.elapsed(), result)
+            });
+            if let Ok(handle) = spawned {
+                self.disk.writing = Some(handle);
+                return Ok(());
+            }
+        }
+        let started = Instant::now();
+        let result = map.write_atomic(&self.trust_map_path);
+        self.wrote(started.elapsed(), result.map_err(|e| format!("trust map {}: {e}", self.trust_map_path.display())))
+    }
+
+    /// Waits for every trust map write and writes what a publication put off: the file
+    /// then holds the last published generation (the operator tool, before it exits).
+    pub fn flush(&mut self) -> Result<(), String> {
+        self.reap_write(true)?;
+        if self.disk.dirty {
+            let map = self.map.clone();
+            self.persist(&map, Write::Now)?;
+        }
         Ok(())
+    }
+
+    /// Collects a background write that has finished (or, with `wait`, any).
+    fn reap_write(&mut self, wait: bool) -> Result<(), String> {
+        match &self.disk.writing {
+            Some(handle) if wait || handle.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(handle) = self.disk.writing.take() else { return Ok(()) };
+        let (took, result) =
+            handle.join().unwrap_or_else(|_| (Duration::ZERO, Err("the trust map writer panicked".into())));
+        self.wrote(took, result)
+    }
+
+    fn wrote(&mut self, took: Duration, result: Result<(), String>) -> Result<(), String> {
+        match result {
+            Ok(()) => {
+                self.disk.last_write = took;
+                self.disk.written_at = Some(Instant::now());
+                Ok(())
+            }
+            Err(e) => {
+                self.disk.dirty = true;
+                Err(e)
+            }
+        }
     }
 
     /// How long after a write the next may follow: `persist_interval`, stretched so that
@@ -715,8 +779,12 @@ impl Engine {
         self.cfg.persist_interval.max(self.disk.last_write * 10)
     }
 
-    /// Writes the trust map file if a publication skipped it and the interval is over.
+    /// Writes the trust map file if a publication skipped it and the interval is over;
+    /// with `force` (shutdown), now, waiting for any write still running.
     fn persist_if_due(&mut self, force: bool) {
+        if let Err(e) = self.reap_write(force) {
+            log::error!("{}: {e}", self.label);
+        }
         let ca_set_behind = self.stats.publications > 0 && self.disk.ca_set.as_ref() != Some(&self.accepted);
         if !self.disk.dirty && !ca_set_behind {
             return;
@@ -734,7 +802,7 @@ impl Engine {
         let due = self.disk.written_at.is_none_or(|t| t.elapsed() >= self.persist_every());
         if due || force {
             let map = self.map.clone();
-            if let Err(e) = self.persist(&map, true) {
+            if let Err(e) = self.persist(&map, if force { Write::Now } else { Write::Due }) {
                 log::error!("{}: {e}", self.label);
             }
         }

@@ -817,3 +817,43 @@ fn a_trust_map_file_that_cannot_be_written_does_not_hold_back_a_withdrawal() {
     );
     sync.stop();
 }
+
+/// A map large enough is written by a thread of its own, so the sync never waits for the
+/// disk: restored from a previous run's file, it is served at once, the file catches up
+/// with the published generations, and on stop it holds the last one.
+#[test]
+fn a_large_trust_map_is_written_off_the_sync_thread_and_complete_at_stop() {
+    let w = World::new();
+    let names: Vec<String> = (0..12_000).map(|i| format!("dev{i}._device.cars.example")).collect();
+    let lines: String = names.iter().map(|n| format!("SSID1|{n}\n")).collect();
+    let mut policy = Policy::default();
+    let mut entries = std::collections::BTreeMap::new();
+    let now = rlm_rust::sync::unix_now();
+    for (i, n) in names.iter().enumerate() {
+        policy.allow("SSID1", Entry::Name(n.clone()), &[]).unwrap();
+        let mut d = [0u8; 32];
+        d[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let a = rlm_rust::association::Association {
+            usage: Usage::DaneEe,
+            selector: Selector::Cert,
+            matching: Matching::Sha256,
+            digest: Digest::Sha256(d),
+            not_after: None,
+        };
+        entries.insert(
+            n.clone(),
+            rlm_rust::trustmap::NameEntry { associations: [a].into(), verified_at: now, ..Default::default() },
+        );
+    }
+    let file = w.path("big.json");
+    TrustMap::new(policy, entries, 5, now).write_atomic(Path::new(&file)).unwrap();
+
+    let (mut sync, cell) = w.thread("big", &lines, &[]);
+    let generation = || cell.load().as_ref().map_or(0, |m| m.generation);
+    assert!(support::poll_until(Duration::from_secs(20), || generation() > 5), "the restored map was not served");
+    let on_disk = || TrustMap::load(Path::new(&file)).map_or(0, |m| m.generation);
+    assert!(support::poll_until(Duration::from_secs(30), || on_disk() > 5), "the file never caught up");
+    sync.stop();
+    assert_eq!(on_disk(), generation(), "on stop the file holds the last published generation");
+    assert!(logs_matching("big", "writer panicked").is_empty());
+}

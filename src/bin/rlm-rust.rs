@@ -312,6 +312,7 @@ fn sync_once(
         println!("{} names looked up in {:.2?}: {published} published", names.len(), started.elapsed());
         if write {
             let map = engine.publish().map_err(|e| e.to_string())?;
+            engine.flush()?;
             println!(
                 "wrote {} (generation {}, {} names, {} certificate associations)",
                 cfg.trust_map.display(),
