@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 const COMMAND_LIMIT: Duration = Duration::from_secs(10);
 /// Time limit for knotd to load, sign and answer, and for a change to become visible.
 const READY_LIMIT: Duration = Duration::from_secs(15);
+/// knotd answers nothing until every zone is loaded and signed: on top of READY_LIMIT,
+/// start-up may take this long per MiB of zone text (a benchmark's fleet of 1M TLSA
+/// records is 1.5 GiB).
+const LOAD_PER_MIB: Duration = Duration::from_secs(1);
 
 /// A zone to serve. `body` is zone-file text with owners relative to the zone (or
 /// absolute); the harness writes `$ORIGIN`, `$TTL`, SOA, NS and the `ns1` address itself,
@@ -388,18 +392,23 @@ impl DnsServer {
              database:\n    storage: \"{d}/db\"\n\
              control:\n    listen: \"{d}/run/knot.sock\"\n\
              policy:\n  - id: csk\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n    nsec3: off\n\
-             \x20   rrsig-lifetime: 14d\n    rrsig-refresh: 7d\n\
+             \x20   rrsig-lifetime: 14d\n    rrsig-refresh: 7d\n    signing-threads: {threads}\n\
              \x20 - id: csk-nsec3\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n    nsec3: on\n\
              \x20   nsec3-iterations: 0\n    nsec3-salt-length: 0\n    rrsig-lifetime: 14d\n    rrsig-refresh: 7d\n\
+             \x20   signing-threads: {threads}\n\
              template:\n\
              \x20 - id: signed\n    dnssec-signing: on\n    dnssec-policy: csk\n    zonefile-sync: -1\n\
-             \x20   zonefile-load: difference-no-serial\n    journal-content: all\n    semantic-checks: on\n\
+             \x20   zonefile-load: difference-no-serial\n    journal-content: all\n\
+             \x20   journal-max-usage: 8G\n    semantic-checks: on\n\
              \x20 - id: signed-nsec3\n    dnssec-signing: on\n    dnssec-policy: csk-nsec3\n    zonefile-sync: -1\n\
-             \x20   zonefile-load: difference-no-serial\n    journal-content: all\n    semantic-checks: on\n\
+             \x20   zonefile-load: difference-no-serial\n    journal-content: all\n\
+             \x20   journal-max-usage: 8G\n    semantic-checks: on\n\
              \x20 - id: unsigned\n    dnssec-signing: off\n    zonefile-sync: -1\n\
-             \x20   zonefile-load: difference-no-serial\n    journal-content: all\n    semantic-checks: on\n\
+             \x20   zonefile-load: difference-no-serial\n    journal-content: all\n\
+             \x20   journal-max-usage: 8G\n    semantic-checks: on\n\
              zone:\n",
-            port = self.port
+            port = self.port,
+            threads = std::thread::available_parallelism().map_or(1, |n| n.get()),
         );
         if self.anchoring == Anchoring::FakeRoot {
             conf.push_str(&format!(
@@ -489,6 +498,12 @@ impl DnsServer {
         }
     }
 
+    /// How long knotd may take to come up with these zones.
+    fn boot_limit(&self) -> Duration {
+        let mib = self.zones.iter().map(|z| z.body.len()).sum::<usize>() >> 20;
+        READY_LIMIT + LOAD_PER_MIB * mib as u32
+    }
+
     fn wait_until(&mut self, what: &str, cond: impl Fn(&DnsServer) -> bool) -> Result<(), String> {
         let start = Instant::now();
         loop {
@@ -500,7 +515,10 @@ impl DnsServer {
                     return Err(format!("knotd exited ({status}) while waiting for {what}"));
                 }
             }
-            if start.elapsed() > READY_LIMIT {
+            if self.log().contains("zone event 'load' failed") {
+                return Err(format!("a zone did not load, waiting for {what}"));
+            }
+            if start.elapsed() > self.boot_limit() {
                 return Err(format!("timed out waiting for {what}"));
             }
             std::thread::sleep(Duration::from_millis(20));
