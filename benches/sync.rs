@@ -24,8 +24,8 @@
 //!   process (this binary with `--load-snapshot <file>`: its time, heap and RSS growth,
 //!   free of this process's fragmentation), and the start-up path as `SyncThread::start`
 //!   runs it, step by step (`Engine::new`, `restore` with `max_stale`, the first `publish`,
-//!   which writes the file again, asserted N associations) and as a whole
-//!   (`SyncThread::start` until it returns serving the map).
+//!   which writes the file again, a large map's in the background; asserted N
+//!   associations) and as a whole (`SyncThread::start` until it returns serving the map).
 //!
 //! For N = 1000 the Python reference (dane-discovery 0.22, `scripts/bench-python-ref.sh`)
 //! runs the same discovery against the same knotd and HTTPS server.
@@ -922,7 +922,7 @@ fn print_report(figures: &[Figures], startups: &[StartupOnly], python: Option<&P
     println!();
     println!(
         "| N | trust map file | CA bundle | TrustMap::load | fresh process: load / heap / RSS | Engine::new | restore \
-         | first publish (rewrites the file) | **SyncThread::start** | load avg |"
+         | first publish (writes the file, in the background for large maps) | **SyncThread::start** | load avg |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for f in figures {
@@ -968,7 +968,7 @@ fn print_report(figures: &[Figures], startups: &[StartupOnly], python: Option<&P
         println!();
         println!(
             "| N | trust map file | write_atomic | TrustMap::load | fresh process: load / heap / RSS | restore | first \
-             publish (rewrites the file) | **SyncThread::start** | load avg |"
+             publish (writes the file, in the background for large maps) | **SyncThread::start** | load avg |"
         );
         println!("|---|---|---|---|---|---|---|---|---|");
         for st in startups {
