@@ -66,7 +66,7 @@ use openssl::x509::X509;
 use rlm_rust::association::{Association, Matching, Selector, Usage};
 use rlm_rust::config::SyncConfig;
 use rlm_rust::policy::Policy;
-use rlm_rust::schedule::{Discovered, Limits, Outcome, Schedule, Timing};
+use rlm_rust::schedule::{Discovered, Outcome, Schedule};
 use rlm_rust::sync::{unix_now, Engine, Stats, SyncThread};
 use rlm_rust::trustmap::{CaKeyIds, NameEntry, TrustMap};
 use rlm_rust::watch::SnapshotCell;
@@ -545,17 +545,8 @@ fn map_alone(map: &TrustMap) -> Held {
 fn schedule_alone(cfg: &SyncConfig, policy: &Policy, map: &TrustMap) -> Held {
     let cas: Vec<X509> = map.cas().values().map(|pem| X509::from_pem(pem.as_bytes()).expect("CA PEM")).collect();
     let names: Vec<Arc<str>> = policy.names().into_iter().filter_map(|n| policy.interned(n)).collect();
-    let timing = Timing {
-        min_interval: cfg.min_interval,
-        max_interval: cfg.max_interval,
-        max_stale: cfg.max_stale,
-        discovery_idle: cfg.discovery_idle,
-    };
-    let limits = Limits {
-        refresh: cfg.concurrency,
-        discovery: cfg.discovery_concurrency,
-        per_domain: cfg.concurrency_per_domain,
-    };
+    let timing = cfg.timing();
+    let limits = cfg.limits();
     let (now, wall) = (Instant::now(), unix_now());
     let start = Held::now();
     let outcomes: Vec<(Arc<str>, Outcome)> = names

@@ -94,6 +94,27 @@ pub struct SyncConfig {
     pub persist_interval: Duration,
 }
 
+impl SyncConfig {
+    /// The schedule's timing from these options.
+    pub fn timing(&self) -> crate::schedule::Timing {
+        crate::schedule::Timing {
+            min_interval: self.min_interval,
+            max_interval: self.max_interval,
+            max_stale: self.max_stale,
+            discovery_idle: self.discovery_idle,
+        }
+    }
+
+    /// The schedule's pool sizes from these options.
+    pub fn limits(&self) -> crate::schedule::Limits {
+        crate::schedule::Limits {
+            refresh: self.concurrency,
+            discovery: self.discovery_concurrency,
+            per_domain: self.concurrency_per_domain,
+        }
+    }
+}
+
 /// Keys the shim consumes itself (listed so they are not reported as unknown).
 const SHIM_KEYS: [&str; 3] = ["eap_failure_on_reject", "eap_instance", "tls_config"];
 

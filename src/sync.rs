@@ -33,7 +33,7 @@ use crate::ondemand::{DomainRates, Hint};
 use crate::policy::{self, parent, Loaded, Policy};
 use crate::policyfeed::{PolicyFeed, PolicySource, Update};
 use crate::registry::Registry;
-use crate::schedule::{Good, Limits, NameRow, NameStatus, Origin, Outcome, Pool, Schedule, Shown, Timing};
+use crate::schedule::{Good, NameRow, NameStatus, Origin, Outcome, Pool, Schedule, Shown};
 use crate::trustmap::{CaKeyIds, NameEntry, TrustMap};
 use crate::watch::SnapshotCell;
 
@@ -233,17 +233,8 @@ const RECOUNT_EVERY: Duration = Duration::from_secs(60);
 impl Engine {
     pub fn new(label: String, cfg: SyncConfig, trust_map_path: PathBuf) -> Result<Engine, String> {
         let discoverer = Arc::new(discoverer(&cfg)?);
-        let timing = Timing {
-            min_interval: cfg.min_interval,
-            max_interval: cfg.max_interval,
-            max_stale: cfg.max_stale,
-            discovery_idle: cfg.discovery_idle,
-        };
-        let limits = Limits {
-            refresh: cfg.concurrency,
-            discovery: cfg.discovery_concurrency,
-            per_domain: cfg.concurrency_per_domain,
-        };
+        let timing = cfg.timing();
+        let limits = cfg.limits();
         let policy = Arc::new(Policy::default());
         let mut nonce = [0u8; 6];
         openssl::rand::rand_bytes(&mut nonce).map_err(|e| format!("random source: {e}"))?;
