@@ -38,11 +38,12 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion};
 use openssl::hash::{hash, MessageDigest};
 
-use rlm_rust::association::{Association, Digest, Matching, Selector, Usage};
-use rlm_rust::check::{check, Decision, Reason, Request};
-use rlm_rust::policy::{Entry, Policy, ReplyAttr};
-use rlm_rust::presented::{CapturedChain, OwnedDigests, PresentedCert, RawCapture, Source};
-use rlm_rust::trustmap::{NameEntry, TrustMap};
+use rlm_rust::model::association::{Association, Digest, Matching, Selector, Usage};
+use rlm_rust::model::digests::OwnedDigests;
+use rlm_rust::model::policy::{Entry, Policy, ReplyAttr};
+use rlm_rust::model::trustmap::{NameEntry, TrustMap};
+use rlm_rust::request::check::{check, Decision, Reason, Request};
+use rlm_rust::request::presented::{CapturedChain, PresentedCert, RawCapture, Source};
 
 /// Live bytes and blocks of the Rust heap: what the trust map holds, without the
 /// temporaries built on the way (which glibc keeps in the process after they are freed).

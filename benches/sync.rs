@@ -63,13 +63,15 @@ use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::X509;
-use rlm_rust::association::{Association, Matching, Selector, Usage};
-use rlm_rust::config::SyncConfig;
-use rlm_rust::policy::Policy;
-use rlm_rust::schedule::{Discovered, Outcome, Schedule};
-use rlm_rust::sync::{unix_now, Engine, Stats, SyncThread};
-use rlm_rust::trustmap::{CaKeyIds, NameEntry, TrustMap};
-use rlm_rust::watch::SnapshotCell;
+use rlm_rust::clock::unix_now;
+use rlm_rust::model::association::{Association, Matching, Selector, Usage};
+use rlm_rust::model::policy::Policy;
+use rlm_rust::model::snapshot::SnapshotCell;
+use rlm_rust::model::trustmap::{CaKeyIds, NameEntry, TrustMap};
+use rlm_rust::sync::discover::{Discovered, Outcome};
+use rlm_rust::sync::engine::{Engine, Stats, SyncThread};
+use rlm_rust::sync::options::SyncConfig;
+use rlm_rust::sync::schedule::Schedule;
 use support::capki::{issue, Issued, Spec};
 use support::dns::{DnsServer, Zone};
 use support::https::{HttpsServer, WebPki};
@@ -439,8 +441,8 @@ fn sync_config(f: &Fleet, concurrency: usize) -> SyncConfig {
 }
 
 fn load_policy(cfg: &SyncConfig) -> Policy {
-    let rlm_rust::config::PolicySource::File(policy) = &cfg.policy else { panic!("a policy file") };
-    let loaded = rlm_rust::policy::load(policy).expect("policy");
+    let rlm_rust::sync::policyfeed::PolicySource::File(policy) = &cfg.policy else { panic!("a policy file") };
+    let loaded = rlm_rust::model::policy::load(policy).expect("policy");
     assert!(loaded.diagnostics.is_empty(), "policy: {:?}", loaded.diagnostics);
     loaded.policy
 }
@@ -461,7 +463,7 @@ fn sync_round(runtime: &tokio::runtime::Runtime, engine: &mut Engine, n: usize, 
     let t = Instant::now();
     let (_, reports) = runtime.block_on(engine.round(engine.all_names()));
     let round_s = t.elapsed().as_secs_f64();
-    let usable = |r: &&rlm_rust::discover::NameReport| r.records.iter().any(|x| x.result.is_ok());
+    let usable = |r: &&rlm_rust::sync::discover::NameReport| r.records.iter().any(|x| x.result.is_ok());
     let published = reports.iter().filter(usable).count();
     if published != n {
         let bad: Vec<String> = reports.iter().filter(|r| !usable(r)).take(3).map(|r| r.to_string()).collect();
@@ -797,7 +799,7 @@ fn startup_only(n: usize) -> StartupOnly {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let cfg = rlm_rust::config::from_pairs("bench", &pairs).expect("config").sync.expect("sync config");
-    let id = hex::encode(rlm_rust::cabook::digest_of(&ca.cert).expect("CA digest"));
+    let id = hex::encode(rlm_rust::sync::cabook::digest_of(&ca.cert).expect("CA digest"));
     let chain = CaKeyIds::new([Arc::from(id.as_str())]);
     let now = unix_now();
     let year = Some(now + 86_400 * 365);

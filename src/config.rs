@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::policyfeed::PolicySource;
+use crate::sync::options::SyncConfig;
+use crate::sync::policyfeed::PolicySource;
 
 /// Everything an instance needs. Sync settings are `Some` when `policy` is set.
 #[derive(Debug, Clone)]
@@ -45,75 +46,6 @@ impl Default for ReplyConfig {
 
 /// The shipped `reject_message`.
 pub const DEFAULT_REJECT_MESSAGE: &str = "Access denied";
-
-/// DNS trust sync settings (enabled by `policy`).
-#[derive(Debug, Clone)]
-pub struct SyncConfig {
-    pub policy: PolicySource,
-    /// How often a policy URL is fetched again (a file is looked at every
-    /// `reload_interval`).
-    pub policy_refresh: Duration,
-    pub ca_path: PathBuf,
-    pub ca_bundle: PathBuf,
-    pub dns_servers: Vec<SocketAddr>,
-    pub dns_trust_anchors: Option<PathBuf>,
-    pub dns_timeout: Duration,
-    pub dns_over_tls: Option<String>,
-    pub dns_tls_ca: Option<PathBuf>,
-    pub https_roots: Option<PathBuf>,
-    pub https_timeout: Duration,
-    pub https_max_body: usize,
-    pub https_resolve: HashMap<String, SocketAddr>,
-    pub chain_max_depth: usize,
-    pub min_interval: Duration,
-    pub max_interval: Duration,
-    pub max_stale: Duration,
-    pub concurrency: usize,
-    pub registry_domain: String,
-    pub require_registry: bool,
-    /// Time one name's whole discovery may take (DNS, chain, registry) before it counts
-    /// as failed: one slow zone cannot hold a refresh slot longer.
-    pub name_timeout: Duration,
-    /// Most TLSA records looked at per name.
-    pub max_records: usize,
-    /// Most CA fetches sent per second.
-    pub ca_fetch_rate: u32,
-    /// Most refreshes in flight for names under one domain (of `concurrency`).
-    pub concurrency_per_domain: usize,
-    /// Most lookups in flight for names discovered on demand (a pool of its own, so a
-    /// flood of new names never takes slots from the policy's names).
-    pub discovery_concurrency: usize,
-    /// New names discovered on demand per domain per second (a burst of as many).
-    pub discovery_rate: f64,
-    /// How long a name discovered on demand is kept without being seen again.
-    pub discovery_idle: Duration,
-    /// Most names discovered on demand tracked at once.
-    pub discovery_max_names: usize,
-    /// When the trust map file gets large, how often at most it is rewritten (a small one
-    /// is written before every swap).
-    pub persist_interval: Duration,
-}
-
-impl SyncConfig {
-    /// The schedule's timing from these options.
-    pub fn timing(&self) -> crate::schedule::Timing {
-        crate::schedule::Timing {
-            min_interval: self.min_interval,
-            max_interval: self.max_interval,
-            max_stale: self.max_stale,
-            discovery_idle: self.discovery_idle,
-        }
-    }
-
-    /// The schedule's pool sizes from these options.
-    pub fn limits(&self) -> crate::schedule::Limits {
-        crate::schedule::Limits {
-            refresh: self.concurrency,
-            discovery: self.discovery_concurrency,
-            per_domain: self.concurrency_per_domain,
-        }
-    }
-}
 
 /// Keys the shim consumes itself (listed so they are not reported as unknown).
 const SHIM_KEYS: [&str; 3] = ["eap_failure_on_reject", "eap_instance", "tls_config"];
@@ -163,10 +95,11 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
                 dns_over_tls: take.string("dns_over_tls"),
                 dns_tls_ca: take.path("dns_tls_ca")?,
                 https_roots: take.path("https_roots")?,
-                https_timeout: take.duration("https_timeout", crate::cafetch::DEFAULT_TIMEOUT)?,
-                https_max_body: take.number("https_max_body", crate::cafetch::DEFAULT_MAX_BODY)?,
+                https_timeout: take.duration("https_timeout", crate::sync::cafetch::DEFAULT_TIMEOUT)?,
+                https_max_body: take.number("https_max_body", crate::sync::cafetch::DEFAULT_MAX_BODY)?,
                 https_resolve: take.resolve_map("https_resolve")?,
-                chain_max_depth: take.number("chain_max_depth", crate::chain::ChainLimits::default().max_depth)?,
+                chain_max_depth: take
+                    .number("chain_max_depth", crate::sync::chain::ChainLimits::default().max_depth)?,
                 min_interval: take.duration("min_interval", Duration::from_secs(30))?,
                 max_interval: take.duration("max_interval", Duration::from_secs(3600))?,
                 max_stale: take.duration("max_stale", Duration::from_secs(86_400))?,

@@ -1,37 +1,36 @@
 //! rlm_rust: admit EAP-TLS devices by the DNS name that publishes their certificate.
 //!
-//! Data flows one way: policy + DNS (TLSA, DNSSEC) + CA chains -> [`sync`] -> a
-//! [`trustmap::TrustMap`] snapshot of certificate associations -> [`check::check`] on
-//! every request, against the certificate the TLS hook captured ([`presented`]). The
-//! request path only reads an immutable snapshot; everything that does I/O lives in the
-//! sync thread (or [`watch`], for hand-made maps). [`ffi`] is the thin boundary radiusd
-//! calls through the C shim.
+//! The modules are layers, and data flows one way through them:
+//!
+//! ```text
+//!   radiusd ──> boundary ──> request ──> model <── sync ──> stores ──> files radiusd reads
+//!                  │                       ^          ^
+//!                  └── ops (metrics, status) ─────────┘
+//! ```
+//!
+//! - [`boundary`]: the `extern "C"` entries the C shim calls, the log bridge, and the
+//!   instance radiusd configures (which starts the sync and the exporter).
+//! - [`request`]: the per-request check against the certificate the TLS hook captured.
+//!   Reads one immutable snapshot; never does I/O, never takes a lock.
+//! - [`model`]: what the sync proves and the check reads: names, policy, certificate
+//!   associations, the trust map, X.509 facts. Pure data and parsing.
+//! - [`sync`]: everything that talks to the network: DNS (DNSSEC in process), CA fetch
+//!   over HTTPS, chains, the IoT Registry, the schedule, discovery, the engine.
+//! - [`stores`]: the files radiusd itself reads (the CA set), written atomically.
+//! - [`ops`]: what an operator reads: the metrics endpoint and the status view.
+//! - [`config`]: the `rust { }` section, parsed into each layer's options.
+//! - [`contract`]: the types and limits of the C boundary header, shared by the shim,
+//!   [`boundary`] and [`request`]; generated, no code.
+//!
+//! A module only names modules of its own layer or of the layers it points to above;
+//! ARCHITECTURE.md explains the binding, the invariants and the FreeRADIUS facts.
 
-pub mod association;
-pub mod cabook;
-pub mod cafetch;
-pub mod caset;
-pub mod chain;
-pub mod check;
+pub mod boundary;
+pub mod clock;
 pub mod config;
-pub mod counters;
-pub mod dane;
-pub mod discover;
-pub mod exporter;
-pub mod ffi;
-pub mod https;
-pub mod instance;
-pub mod logging;
-pub mod name;
-pub mod ondemand;
-pub mod pki;
-pub mod policy;
-pub mod policyfeed;
-pub mod presented;
-pub mod registry;
-pub mod schedule;
-pub mod status;
-pub mod strict_json;
+pub mod contract;
+pub mod model;
+pub mod ops;
+pub mod request;
+pub mod stores;
 pub mod sync;
-pub mod trustmap;
-pub mod watch;

@@ -42,7 +42,7 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509Builder, X509Extension, X509Name, X509NameRef, X509};
-use rlm_rust::pki::oneline;
+use rlm_rust::model::pki::oneline;
 
 use support::eapol::{for_each_tls_version, Credential, Supplicant};
 use support::pki::{Ca, Device, LeafSpec};

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use capki::{issue, Spec};
 use https::{DeadListener, HttpsServer, Route, WebPki};
-use rlm_rust::cafetch::{dashed_hex, CaFetcher, FetchConfig, FetchError};
+use rlm_rust::model::pki::dashed_hex;
+use rlm_rust::sync::cafetch::{CaFetcher, FetchConfig, FetchError};
 
 const CARS: &str = "device.cars.example";
 const METERS: &str = "device.meters.example";

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capki::{issue, now, OrgPki, Spec, DAY};
-use rlm_rust::caset::{parse_hashed_name, CaSet, CaSetError};
+use rlm_rust::stores::caset::{parse_hashed_name, CaSet, CaSetError};
 
 const CAR54: &str = "car54._device.cars.example";
 
@@ -44,7 +44,7 @@ fn same_subject_and_key_id_with_another_key_is_refused_in_either_order() {
     let e = set.insert(impostor.cert.clone()).unwrap_err();
     assert!(matches!(e, CaSetError::IdentityCollision { .. }), "{e}");
     assert!(e.is_collision());
-    assert!(e.to_string().contains(&rlm_rust::cafetch::dashed_hex(&real.ski())), "{e}");
+    assert!(e.to_string().contains(&rlm_rust::model::pki::dashed_hex(&real.ski())), "{e}");
     assert_eq!(set.len(), 1);
 
     // OpenSSL compares names case-insensitively with normalised spaces: so do we.

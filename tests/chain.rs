@@ -13,8 +13,9 @@ use std::time::Duration;
 use capki::{issue, now, Aki, Issued, Ku, OrgPki, Spec, DAY};
 use https::{HttpsServer, Route, WebPki};
 use openssl::x509::X509;
-use rlm_rust::cafetch::{dashed_hex, CaFetcher, FetchConfig, FetchError};
-use rlm_rust::chain::{authenticate, verify_links, ChainError, ChainLimits};
+use rlm_rust::model::pki::dashed_hex;
+use rlm_rust::sync::cafetch::{CaFetcher, FetchConfig, FetchError};
+use rlm_rust::sync::chain::{authenticate, verify_links, ChainError, ChainLimits};
 
 const CARS: &str = "device.cars.example";
 const CAR54: &str = "car54._device.cars.example";

@@ -1,4 +1,4 @@
-//! The DNS layer of the trust sync (`rlm_rust::dane`) against a real knotd: signed zones
+//! The DNS layer of the trust sync (`rlm_rust::sync::dns`) against a real knotd: signed zones
 //! under a fake signed root, an unsigned zone, broken signatures, a wrong anchor, denials,
 //! runtime changes with short TTLs, and dead nameservers.
 
@@ -16,8 +16,9 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509Builder, X509NameBuilder};
-use rlm_rust::association::{Matching, Selector};
-use rlm_rust::dane::{classify, DnsConfig, RecordUse, TlsaAnswer, TlsaRecord, TlsaResolver};
+use rlm_rust::model::association::{Matching, Selector};
+use rlm_rust::sync::dns::resolver::{DnsConfig, TlsaResolver};
+use rlm_rust::sync::dns::tlsa::{classify, RecordUse, TlsaAnswer, TlsaRecord};
 
 /// A self-signed RSA-2048 certificate for `name` (about 800 bytes of DER).
 fn device_cert(name: &str) -> Vec<u8> {

@@ -320,7 +320,7 @@ fn dane_ee_digest_records_match_the_captured_certificate() {
     let devices: Vec<Device> =
         names.iter().zip(["car61", "car62", "car63"]).map(|(n, stem)| st.lab.cars_device(stem, n)).collect();
     let der = |d: &Device| X509::from_pem(&std::fs::read(&d.cert).unwrap()).unwrap();
-    let spki = rlm_rust::pki::spki_der(&der(&devices[0])).unwrap();
+    let spki = rlm_rust::model::pki::spki_der(&der(&devices[0])).unwrap();
     st.dns.set_tlsa(CARS, "car61._device", TTL, &format!("3 1 1 {}", sha256_hex(&spki)));
     st.dns.set_tlsa(CARS, "car62._device", TTL, &format!("3 0 1 {}", sha256_hex(&der(&devices[1]).to_der().unwrap())));
     let sha512 = hex::encode(openssl::sha::sha512(&der(&devices[2]).to_der().unwrap()));
@@ -380,7 +380,7 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
     // The identity is reused: same DN, key id, serial and validity, another key; a new
     // device car99 is published under it and admitted.
     let new_key = support::capki::ec_key();
-    let time = |t: &openssl::asn1::Asn1TimeRef| rlm_rust::pki::unix_time(t).unwrap();
+    let time = |t: &openssl::asn1::Asn1TimeRef| rlm_rust::model::pki::unix_time(t).unwrap();
     let reused = support::capki::issue(
         &support::capki::Spec {
             ski: Some(old_ca.cert.subject_key_id().unwrap().as_slice().to_vec()),

@@ -9,13 +9,13 @@ use std::path::Path;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use rlm_rust::association::{Digest, Matching, Selector, Usage};
+use rlm_rust::model::association::{Digest, Matching, Selector, Usage};
 
-use rlm_rust::discover::NameReport;
-use rlm_rust::policy::{Entry, Policy};
-use rlm_rust::sync::{Engine, SyncThread};
-use rlm_rust::trustmap::TrustMap;
-use rlm_rust::watch::SnapshotCell;
+use rlm_rust::model::policy::{Entry, Policy};
+use rlm_rust::model::snapshot::SnapshotCell;
+use rlm_rust::model::trustmap::TrustMap;
+use rlm_rust::sync::discover::NameReport;
+use rlm_rust::sync::engine::{Engine, SyncThread};
 use std::sync::Arc;
 use support::capki::{self, Issued, Spec};
 use support::dns::{DnsServer, Zone};
@@ -572,7 +572,7 @@ fn dane_ta_by_key_or_digest_finds_the_anchor_certificate_for_the_ca_set() {
     let (cars, meters) = (org("Cars"), org("Meters"));
     w.serve_ca(&cars);
     w.serve_ca_b(&meters);
-    let meters_spki = rlm_rust::pki::spki_der(&meters.cert).unwrap();
+    let meters_spki = rlm_rust::model::pki::spki_der(&meters.cert).unwrap();
     w.dns.set_tlsa(METERS, "*._device", 2, &format!("2 1 0 {}", hex::encode(&meters_spki)));
     w.dns.set_tlsa(CARS, "*._device", 2, &format!("2 0 1 {}", sha256_hex(&der(&cars))));
     let car1 = "car1._device.cars.example";
@@ -647,7 +647,7 @@ fn a_flood_of_new_names_stays_within_the_caps_and_never_delays_a_withdrawal() {
     while start.elapsed() < Duration::from_secs(4) {
         for _ in 0..50 {
             let name = format!("x{sent}._device.meters.example");
-            sync.hint(rlm_rust::ondemand::Hint::new(&name).unwrap());
+            sync.hint(rlm_rust::sync::ondemand::Hint::new(&name).unwrap());
             sent += 1;
         }
         if withdrawn_at.is_none() && start.elapsed() > Duration::from_millis(500) {
@@ -828,12 +828,12 @@ fn a_large_trust_map_is_written_off_the_sync_thread_and_complete_at_stop() {
     let lines: String = names.iter().map(|n| format!("SSID1|{n}\n")).collect();
     let mut policy = Policy::default();
     let mut entries = std::collections::BTreeMap::new();
-    let now = rlm_rust::sync::unix_now();
+    let now = rlm_rust::clock::unix_now();
     for (i, n) in names.iter().enumerate() {
         policy.allow("SSID1", Entry::Name(n.clone()), &[]).unwrap();
         let mut d = [0u8; 32];
         d[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let a = rlm_rust::association::Association {
+        let a = rlm_rust::model::association::Association {
             usage: Usage::DaneEe,
             selector: Selector::Cert,
             matching: Matching::Sha256,
@@ -842,7 +842,7 @@ fn a_large_trust_map_is_written_off_the_sync_thread_and_complete_at_stop() {
         };
         entries.insert(
             n.clone(),
-            rlm_rust::trustmap::NameEntry { associations: [a].into(), verified_at: now, ..Default::default() },
+            rlm_rust::model::trustmap::NameEntry { associations: [a].into(), verified_at: now, ..Default::default() },
         );
     }
     let file = w.path("big.json");

@@ -17,18 +17,21 @@ use openssl::pkey::{Id, PKey, Private};
 use openssl::sha::{sha256, sha512};
 use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
-use rlm_rust::association::{Association, Digest, Matching, Selector, Usage};
-use rlm_rust::cafetch::{certificate_from_body, dashed_hex, FetchError};
-use rlm_rust::check::{check as check_request, ssid_of, Decision, Reason, Request};
-use rlm_rust::config::{debian_vars, from_pairs, parse_duration, parse_section, PolicySource};
-use rlm_rust::dane::{classify, registry_sha256, RecordUse, TlsaRecord};
-use rlm_rust::name::{self, normalize, normalize_into, MAX_NAME_LEN};
-use rlm_rust::pki::dns_eq;
-use rlm_rust::policy::{parse_json, parse_lines, Diagnostic, Entry, Policy, ReplyAttr, Verdict};
-use rlm_rust::presented::{
-    CaptureError, CapturedChain, CertDigests, OwnedDigests, PresentedCert, RawCapture, Source, MAX_CHAIN, MAX_SAN_DNS,
+use rlm_rust::config::{debian_vars, from_pairs, parse_duration, parse_section};
+use rlm_rust::model::association::{Association, Digest, Matching, Selector, Usage};
+use rlm_rust::model::digests::{CertDigests, OwnedDigests};
+use rlm_rust::model::name::{self, normalize, normalize_into, MAX_NAME_LEN};
+use rlm_rust::model::pki::dashed_hex;
+use rlm_rust::model::pki::dns_eq;
+use rlm_rust::model::policy::{parse_json, parse_lines, Diagnostic, Entry, Policy, ReplyAttr, Verdict};
+use rlm_rust::model::trustmap::{NameEntry, TrustMap};
+use rlm_rust::request::check::{check as check_request, ssid_of, Decision, Reason, Request};
+use rlm_rust::request::presented::{
+    CaptureError, CapturedChain, PresentedCert, RawCapture, Source, MAX_CHAIN, MAX_SAN_DNS,
 };
-use rlm_rust::trustmap::{NameEntry, TrustMap};
+use rlm_rust::sync::cafetch::{certificate_from_body, FetchError};
+use rlm_rust::sync::dns::tlsa::{classify, registry_sha256, RecordUse, TlsaRecord};
+use rlm_rust::sync::policyfeed::PolicySource;
 use serde_json::{json, Value};
 
 fn text(data: &[u8]) -> String {

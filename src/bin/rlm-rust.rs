@@ -18,12 +18,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use openssl::x509::X509;
 
-use rlm_rust::association::{Association, Matching, Selector, Usage};
-use rlm_rust::check::{check, Decision, Request};
-use rlm_rust::pki;
-use rlm_rust::policy;
-use rlm_rust::presented::CapturedChain;
-use rlm_rust::trustmap::{NameEntry, TrustMap};
+use rlm_rust::model::association::{Association, Matching, Selector, Usage};
+use rlm_rust::model::pki;
+use rlm_rust::model::policy;
+use rlm_rust::model::trustmap::{NameEntry, TrustMap};
+use rlm_rust::request::check::{check, Decision, Request};
+use rlm_rust::request::presented::CapturedChain;
 
 #[derive(Parser)]
 #[command(name = "rlm-rust", version, about = "Operator tool for the rlm_rust FreeRADIUS module")]
@@ -185,7 +185,7 @@ fn write_map(
         let association = Association::from_data(Usage::DaneEe, selector, Matching::Full, &data, None)?;
         let mut used = false;
         for san in pki::san_dns_names(&leaf) {
-            let Ok(n) = rlm_rust::name::normalize(&san) else {
+            let Ok(n) = rlm_rust::model::name::normalize(&san) else {
                 continue;
             };
             if allowed.contains(&n) {
@@ -199,7 +199,7 @@ fn write_map(
             eprintln!("warning: {}: no SAN dNSName of this certificate is in the policy", file.display());
         }
     }
-    let map = TrustMap::new(loaded.policy, names, generation, rlm_rust::sync::unix_now());
+    let map = TrustMap::new(loaded.policy, names, generation, rlm_rust::clock::unix_now());
     map.write_atomic(out).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(
         "wrote {} ({} names, {} certificate associations)",
@@ -243,7 +243,7 @@ fn explain(trust_map: &Path, name: &str, ssid: &str, cas: &[PathBuf], chain: &Pa
     let captured = CapturedChain::of(&verified).map_err(|e| e.to_string())?;
     let station = format!("00-00-00-00-00-00:{ssid}");
     captured.with_presented(|cert| {
-        let normal = rlm_rust::name::normalize(name).unwrap_or_default();
+        let normal = rlm_rust::model::name::normalize(name).unwrap_or_default();
         let matched =
             cert.as_ref().ok().and_then(|c| map.associations(&normal).iter().find(|a| a.matches(c, &normal)).cloned());
         let req = Request { user_name: Some(name), called_station_id: Some(&station), cert };
@@ -291,12 +291,12 @@ fn sync_once(
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let source = sync.policy.clone();
-        let mut engine = rlm_rust::sync::Engine::new("rlm-rust sync".into(), sync, cfg.trust_map.clone())?;
+        let mut engine = rlm_rust::sync::engine::Engine::new("rlm-rust sync".into(), sync, cfg.trust_map.clone())?;
         let mut feed = engine.policy_feed(std::time::Duration::ZERO)?.without_keeping();
         let loaded = match feed.poll().await {
-            rlm_rust::policyfeed::Update::Loaded(l) => l,
-            rlm_rust::policyfeed::Update::Failed(e) => return Err(format!("policy {e}")),
-            rlm_rust::policyfeed::Update::Unchanged => return Err(format!("policy {source}: nothing read")),
+            rlm_rust::sync::policyfeed::Update::Loaded(l) => l,
+            rlm_rust::sync::policyfeed::Update::Failed(e) => return Err(format!("policy {e}")),
+            rlm_rust::sync::policyfeed::Update::Unchanged => return Err(format!("policy {source}: nothing read")),
         };
         for d in &loaded.diagnostics {
             eprintln!("warning: policy {d}");
@@ -335,7 +335,7 @@ fn status(url: Option<String>, trust_map: Option<PathBuf>, limit: usize, json: b
     if json {
         println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
     } else {
-        print!("{}", rlm_rust::status::render(&doc, rlm_rust::sync::unix_now()));
+        print!("{}", rlm_rust::ops::status::render(&doc, rlm_rust::clock::unix_now()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -343,7 +343,7 @@ fn status(url: Option<String>, trust_map: Option<PathBuf>, limit: usize, json: b
 fn fetch_status(url: &str, limit: usize) -> Result<serde_json::Value, String> {
     let url = format!("{}/status?limit={limit}", url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rlm_rust::https::install_crypto_provider();
+    rlm_rust::sync::https::install_crypto_provider();
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
