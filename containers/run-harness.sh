@@ -528,7 +528,7 @@ else
   fi
 fi
 docker network connect --ip "$RLMH_WEB_IP" "$NET" "$PROJECT-web"
-# A failed CA fetch is cached for 60 s (src/cafetch.rs DEFAULT_NEGATIVE_TTL, no option), so
+# A failed CA fetch is cached for 60 s (src/sync/cafetch.rs DEFAULT_NEGATIVE_TTL, no option), so
 # recovery takes up to that plus one refresh.
 if took=$(wait_published "$CAR56" yes 90); then
   expect "CA server back: car56 accepted (${took}s)" car56 "$CAR56" "$CARS" accept "$(accept_line "$CAR56" "$CARS" "$W/pki/car56.pem")"

@@ -7,7 +7,7 @@ Each selected target's directory is emptied and rewritten. Sources: a small PKI 
 the `openssl` command line (Cars CA Ed25519, Meters CA P-256; device certificates Ed25519,
 P-256 and RSA, one of them the Meters CA's certificate for a Cars name), trust maps written by
 `rlm-rust map` from it, raddb/mods-available/rust, the policies of the unit tests, and the IoT
-SAFE exchanges of shared/research/iotsafe.md. Needs openssl and cargo.
+SAFE applet exchanges the simulator (iotsafe/iotsafe-sim) answers. Needs openssl and cargo.
 
 The binary seeds follow the decodings of fuzz/src/rlm.rs: `Capture::decode` (presented, and
 check mode 0), `decode_check` (check: NAMES, STATIONS and the fixture certificates by index,
