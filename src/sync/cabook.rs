@@ -172,7 +172,7 @@ impl CaBook {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use openssl::asn1::Asn1Time;
     use openssl::ec::{EcGroup, EcKey};
@@ -181,8 +181,8 @@ mod tests {
     use openssl::pkey::PKey;
     use openssl::x509::{X509Builder, X509NameBuilder};
 
-    /// A self-signed CA named `cn` with key id `key_id`.
-    fn ca(cn: &str, key_id: &[u8]) -> X509 {
+    /// A self-signed CA named `cn` with key id `key_id` (a fresh key each call).
+    pub(crate) fn ca(cn: &str, key_id: &[u8]) -> X509 {
         let key =
             PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap())
                 .unwrap();

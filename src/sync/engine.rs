@@ -16,22 +16,20 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::clock::unix_now;
-
 use openssl::x509::X509;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::clock::unix_now;
 use crate::model::name;
 use crate::model::policy::{self, parent, Loaded, Policy};
 use crate::model::snapshot::SnapshotCell;
 use crate::model::trustmap::{CaKeyIds, NameEntry, TrustMap};
-use crate::stores::caset::CaSet;
+use crate::stores::caset::{CaSet, CaSetError};
 use crate::sync::cabook::{digest_of, CaBook, CaDigest, Contest};
 use crate::sync::cafetch::{CaFetcher, FetchConfig, FetchStats};
 use crate::sync::chain::ChainLimits;
-use crate::sync::discover::Outcome;
-use crate::sync::discover::{Discoverer, KnownCas, NameReport};
+use crate::sync::discover::{Discoverer, KnownCas, NameReport, Outcome};
 use crate::sync::dns::resolver::{DnsConfig, DotConfig, TlsaResolver};
 use crate::sync::https::{HttpsClient, HttpsConfig};
 use crate::sync::ondemand::{DomainRates, Hint};
@@ -169,6 +167,37 @@ enum Write {
 
 /// Maps at least this large are written by a thread of their own.
 const BACKGROUND_WRITE_NAMES: usize = 10_000;
+
+/// A trust map write that took longer than this makes later ones wait for the interval.
+const SLOW_WRITE: Duration = Duration::from_millis(50);
+
+/// How a publication's trust map reaches the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PersistPlan {
+    /// Not now: the file stays behind (dirty) until the interval is over.
+    PutOff,
+    /// On a thread of its own (a large map): the sync never waits for the disk.
+    Background,
+    /// Here, before the swap: a small map is quick, and shutdown must finish the file.
+    Inline,
+}
+
+impl Disk {
+    /// The decision of [`Engine::persist`] for a map of `names` names at `now`, from the
+    /// disk's state alone (no I/O): `every` is how long after a write the next may follow.
+    fn plan(&self, names: usize, when: Write, every: Duration, now: Instant) -> PersistPlan {
+        let slow = self.last_write > SLOW_WRITE;
+        let recent = self.written_at.is_some_and(|t| now.saturating_duration_since(t) < every);
+        let busy = self.writing.is_some();
+        if (slow && recent && when == Write::Throttled) || (busy && when != Write::Now) {
+            PersistPlan::PutOff
+        } else if when != Write::Now && names >= BACKGROUND_WRITE_NAMES {
+            PersistPlan::Background
+        } else {
+            PersistPlan::Inline
+        }
+    }
+}
 
 /// A publication whose files could not all be written. The new map is served anyway
 /// (`map`); the files are written again later.
@@ -673,27 +702,22 @@ impl Engine {
         if self.disk.ca_set.as_ref() == Some(&self.accepted) {
             return Ok(None);
         }
-        let mut set = CaSet::new();
-        let mut cas = BTreeMap::new();
-        let mut ordered: Vec<&CaDigest> = self.accepted.iter().collect();
-        ordered.sort();
-        for d in ordered {
-            let Some(slot) = self.cas.get(d) else { continue };
-            match set.insert(slot.cert.clone()) {
-                Ok(()) => {
-                    cas.insert(slot.id.to_string(), slot.pem.to_string());
-                }
-                Err(e) if e.is_collision() => log::error!("{}: CA refused, probable attack: {e}", self.label),
-                Err(e) => log::warn!("{}: CA refused: {e}", self.label),
+        let plan = plan_ca_set(&self.accepted, &self.cas);
+        for e in &plan.refused {
+            if e.is_collision() {
+                log::error!("{}: CA refused, probable attack: {e}", self.label);
+            } else {
+                log::warn!("{}: CA refused: {e}", self.label);
             }
         }
-        set.write_ca_path(&self.cfg.ca_path).map_err(|e| format!("CA set {}: {e}", self.cfg.ca_path.display()))?;
-        set.write_bundle(&self.cfg.ca_bundle)
+        plan.set.write_ca_path(&self.cfg.ca_path).map_err(|e| format!("CA set {}: {e}", self.cfg.ca_path.display()))?;
+        plan.set
+            .write_bundle(&self.cfg.ca_bundle)
             .map_err(|e| format!("CA bundle {}: {e}", self.cfg.ca_bundle.display()))?;
-        self.established = set.iter().filter_map(|c| crate::model::pki::spki_der(c).ok()).collect();
+        self.established = plan.set.iter().filter_map(|c| crate::model::pki::spki_der(c).ok()).collect();
         self.disk.ca_set = Some(self.accepted.clone());
         self.stats.ca_set_writes += 1;
-        Ok(Some(cas))
+        Ok(Some(plan.cas))
     }
 
     /// Writes the trust map file before the swap while that is quick; once a write took
@@ -702,14 +726,13 @@ impl Engine {
     /// the disk; `Write::Now` (shutdown) waits for every write.
     fn persist(&mut self, map: &TrustMap, when: Write) -> Result<(), String> {
         self.reap_write(when == Write::Now)?;
-        let slow = self.disk.last_write > Duration::from_millis(50);
-        let recent = self.disk.written_at.is_some_and(|t| t.elapsed() < self.persist_every());
-        if (slow && recent && when == Write::Throttled) || (self.disk.writing.is_some() && when != Write::Now) {
+        let plan = self.disk.plan(map.name_count(), when, self.persist_every(), Instant::now());
+        if plan == PersistPlan::PutOff {
             self.disk.dirty = true;
             return Ok(());
         }
         self.disk.dirty = false;
-        if when != Write::Now && map.name_count() >= BACKGROUND_WRITE_NAMES {
+        if plan == PersistPlan::Background {
             let (map, path) = (map.clone(), self.trust_map_path.clone());
             let spawned = std::thread::Builder::new().name("rlm_rust-persist".into()).spawn(move || {
                 let started = Instant::now();
@@ -720,6 +743,7 @@ impl Engine {
                 self.disk.writing = Some(handle);
                 return Ok(());
             }
+            // No thread to be had: write here rather than not at all.
         }
         let started = Instant::now();
         let result = map.write_atomic(&self.trust_map_path);
@@ -807,6 +831,33 @@ impl Engine {
     pub fn due(&self) -> Vec<String> {
         self.schedule.due_now(Instant::now()).iter().map(|n| n.to_string()).collect()
     }
+}
+
+/// The CA set a publication writes, decided in memory before anything touches the disk.
+struct CaSetPlan {
+    set: CaSet,
+    /// The snapshot's `cas`: key id -> PEM, of exactly the certificates in `set`.
+    cas: BTreeMap<String, String>,
+    /// Accepted CAs the set itself refused (a collision the book did not see).
+    refused: Vec<CaSetError>,
+}
+
+/// Every accepted CA the book holds, in digest order (so the same CAs always make the same
+/// files), through the CA set's own collision rule.
+fn plan_ca_set(accepted: &HashSet<CaDigest>, book: &CaBook) -> CaSetPlan {
+    let mut plan = CaSetPlan { set: CaSet::new(), cas: BTreeMap::new(), refused: Vec::new() };
+    let mut ordered: Vec<&CaDigest> = accepted.iter().collect();
+    ordered.sort();
+    for d in ordered {
+        let Some(slot) = book.get(d) else { continue };
+        match plan.set.insert(slot.cert.clone()) {
+            Ok(()) => {
+                plan.cas.insert(slot.id.to_string(), slot.pem.to_string());
+            }
+            Err(e) => plan.refused.push(e),
+        }
+    }
+    plan
 }
 
 /// One name's discovery, cut off at `deadline` (a failure: the last good entry stays).
@@ -1109,4 +1160,85 @@ async fn run(
     }
     engine.persist_if_due(true);
     log::info!("{label}: sync stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::cabook::tests::ca;
+
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn disk(last_write: Duration, written_ago: Option<Duration>, now: Instant) -> Disk {
+        Disk { last_write, written_at: written_ago.map(|ago| now - ago), ..Disk::default() }
+    }
+
+    #[test]
+    fn a_small_map_is_written_before_the_swap_and_a_large_one_beside_it() {
+        let now = Instant::now();
+        let fresh = disk(Duration::ZERO, None, now);
+        assert_eq!(fresh.plan(10, Write::Throttled, EVERY, now), PersistPlan::Inline);
+        assert_eq!(fresh.plan(BACKGROUND_WRITE_NAMES, Write::Throttled, EVERY, now), PersistPlan::Background);
+        assert_eq!(fresh.plan(BACKGROUND_WRITE_NAMES, Write::Due, EVERY, now), PersistPlan::Background);
+        // Shutdown finishes the file itself, whatever its size.
+        assert_eq!(fresh.plan(BACKGROUND_WRITE_NAMES, Write::Now, EVERY, now), PersistPlan::Inline);
+    }
+
+    #[test]
+    fn after_a_slow_write_publications_put_the_file_off_until_the_interval_is_over() {
+        let now = Instant::now();
+        let slow_recent = disk(SLOW_WRITE * 2, Some(EVERY / 2), now);
+        assert_eq!(slow_recent.plan(10, Write::Throttled, EVERY, now), PersistPlan::PutOff);
+        // The interval's own write and shutdown are not put off.
+        assert_eq!(slow_recent.plan(10, Write::Due, EVERY, now), PersistPlan::Inline);
+        assert_eq!(slow_recent.plan(10, Write::Now, EVERY, now), PersistPlan::Inline);
+        let slow_long_ago = disk(SLOW_WRITE * 2, Some(EVERY * 2), now);
+        assert_eq!(slow_long_ago.plan(10, Write::Throttled, EVERY, now), PersistPlan::Inline);
+        let quick_recent = disk(SLOW_WRITE / 2, Some(Duration::from_millis(1)), now);
+        assert_eq!(quick_recent.plan(10, Write::Throttled, EVERY, now), PersistPlan::Inline);
+    }
+
+    #[test]
+    fn a_write_still_running_holds_every_write_but_shutdowns_back() {
+        let now = Instant::now();
+        let mut busy = disk(Duration::ZERO, None, now);
+        busy.writing = Some(std::thread::spawn(|| (Duration::ZERO, Ok(()))));
+        assert_eq!(busy.plan(10, Write::Throttled, EVERY, now), PersistPlan::PutOff);
+        assert_eq!(busy.plan(BACKGROUND_WRITE_NAMES, Write::Due, EVERY, now), PersistPlan::PutOff);
+        assert_eq!(busy.plan(10, Write::Now, EVERY, now), PersistPlan::Inline);
+        let _ = busy.writing.take().map(std::thread::JoinHandle::join);
+    }
+
+    #[test]
+    fn the_ca_set_holds_exactly_the_accepted_cas_the_book_knows() {
+        let (a, b, other) = (ca("Cars CA", &[1; 20]), ca("Meters CA", &[2; 20]), ca("Other CA", &[3; 20]));
+        let mut book = CaBook::default();
+        let (da, db, dother) = (book.learn(&a).unwrap(), book.learn(&b).unwrap(), book.learn(&other).unwrap());
+        let unknown = digest_of(&ca("Unknown CA", &[4; 20])).unwrap();
+        let plan = plan_ca_set(&[da, db, unknown].into(), &book);
+        assert_eq!(plan.set.len(), 2);
+        assert!(plan.set.contains(&a) && plan.set.contains(&b) && !plan.set.contains(&other));
+        let ids: BTreeMap<String, String> =
+            [&da, &db].iter().map(|d| book.get(d).unwrap()).map(|s| (s.id.to_string(), s.pem.to_string())).collect();
+        assert_eq!(plan.cas, ids, "the snapshot lists what the set holds");
+        assert!(plan.refused.is_empty());
+        assert!(!plan.cas.contains_key(&*book.get(&dother).unwrap().id));
+    }
+
+    #[test]
+    fn two_accepted_cas_claiming_one_identity_leave_one_in_the_set_and_report_the_other() {
+        // The book decides contests before this; should two such CAs still both be
+        // accepted, the set refuses the second rather than write an ambiguous directory.
+        let (first, second) = (ca("Cars Device CA", &[9; 20]), ca("Cars Device CA", &[9; 20]));
+        let mut book = CaBook::default();
+        let (d1, d2) = (book.learn(&first).unwrap(), book.learn(&second).unwrap());
+        let plan = plan_ca_set(&[d1, d2].into(), &book);
+        assert_eq!(plan.set.len(), 1);
+        assert_eq!(plan.cas.len(), 1);
+        assert_eq!(plan.refused.len(), 1);
+        assert!(plan.refused[0].is_collision(), "{}", plan.refused[0]);
+        // Same CAs, same outcome: the order is the digests', not the hash set's.
+        let again = plan_ca_set(&[d2, d1].into(), &book);
+        assert_eq!(again.cas, plan.cas);
+    }
 }
