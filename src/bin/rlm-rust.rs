@@ -141,25 +141,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             sync_once(&config, instance.as_deref(), &raddb, &overrides, write, names)
         }
         Command::Status { url, trust_map, limit, json } => status(url, trust_map, limit, json),
-        Command::Show { trust_map } => {
-            let map = TrustMap::load(&trust_map).map_err(|e| e.to_string())?;
-            println!("generation {} written at {}", map.generation, map.generated_at);
-            for (ssid, rules) in map.policy().ssids() {
-                println!("SSID {ssid}: {} names, {} domains", rules.name_count(), rules.domain_count());
-            }
-            let mut entries: Vec<_> = map.entries().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            for (name, entry) in entries {
-                if entry.associations.is_empty() {
-                    println!("{name}: nothing published (discovered on demand)");
-                }
-                for a in entry.associations.iter() {
-                    println!("{name}: {a}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Show { trust_map } => show(&trust_map),
+    }
+}
+
+/// Summarises a trust map file: its generation, SSIDs, and every name's associations.
+fn show(trust_map: &Path) -> Result<ExitCode, String> {
+    let map = TrustMap::load(trust_map).map_err(|e| e.to_string())?;
+    println!("generation {} written at {}", map.generation, map.generated_at);
+    for (ssid, rules) in map.policy().ssids() {
+        println!("SSID {ssid}: {} names, {} domains", rules.name_count(), rules.domain_count());
+    }
+    let mut entries: Vec<_> = map.entries().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, entry) in entries {
+        if entry.associations.is_empty() {
+            println!("{name}: nothing published (discovered on demand)");
+        }
+        for a in entry.associations.iter() {
+            println!("{name}: {a}");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn write_map(

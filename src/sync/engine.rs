@@ -909,13 +909,7 @@ impl SyncThread {
                 );
                 engine.restore(&map);
                 // Served only once expired and stale entries are gone (restore dropped them).
-                match engine.publish() {
-                    Ok(map) => cell.store(map),
-                    Err(e) => {
-                        log::error!("{label}: {e}");
-                        cell.store(e.map);
-                    }
-                }
+                publish_to(&mut engine, &cell);
             }
             Err(e) if trust_map_path.exists() => log::error!("{label}: ignoring persisted trust map {e}"),
             Err(_) => log::info!("{label}: no persisted trust map yet; rejecting until the first sync"),
@@ -1069,6 +1063,42 @@ fn next_publication(engine: &Engine, last: Option<Instant>, now: Instant) -> Opt
     Some(last.map_or(now, |t| t + PUBLISH_EVERY))
 }
 
+/// Loads the first policy before the first publication (so it never publishes an empty
+/// map for a policy that is there), then follows the source from a task of its own.
+async fn start_policy_feed(
+    engine: &mut Engine,
+    poll: Duration,
+) -> (Option<tokio::task::JoinHandle<()>>, mpsc::Receiver<Loaded>) {
+    let (label, source) = (engine.label.clone(), engine.cfg.policy.clone());
+    let (policy_tx, policies) = mpsc::channel(1);
+    let feed = match engine.policy_feed(poll) {
+        Ok(mut feed) => {
+            let (found, failing) = first_policy(&mut feed, &label).await;
+            for loaded in found {
+                apply_policy(engine, &source, loaded);
+            }
+            Some(tokio::spawn(feed_policy(feed, label, policy_tx, failing)))
+        }
+        Err(e) => {
+            log::error!("{label}: policy {source}: {e}; no policy can be loaded");
+            None
+        }
+    };
+    (feed, policies)
+}
+
+/// Publishes into `cell`. A map whose write failed is served all the same (the failure is
+/// logged, the write retried): a withdrawal must reach requests even when the disk is full.
+fn publish_to(engine: &mut Engine, cell: &SnapshotCell) {
+    match engine.publish() {
+        Ok(map) => cell.store(map),
+        Err(e) => {
+            log::error!("{}: {e}", engine.label);
+            cell.store(e.map);
+        }
+    }
+}
+
 async fn run(
     mut engine: Engine,
     cell: Arc<SnapshotCell>,
@@ -1080,21 +1110,7 @@ async fn run(
 ) {
     let label = engine.label.clone();
     let source = engine.cfg.policy.clone();
-    let (policy_tx, mut policies) = mpsc::channel(1);
-    // The first policy is in before the first publication; later ones arrive from a task.
-    let feed = match engine.policy_feed(poll) {
-        Ok(mut feed) => {
-            let (found, failing) = first_policy(&mut feed, &label).await;
-            for loaded in found {
-                apply_policy(&mut engine, &source, loaded);
-            }
-            Some(tokio::spawn(feed_policy(feed, label.clone(), policy_tx, failing)))
-        }
-        Err(e) => {
-            log::error!("{label}: policy {source}: {e}; no policy can be loaded");
-            None
-        }
-    };
+    let (feed, mut policies) = start_policy_feed(&mut engine, poll).await;
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut next_expire = Instant::now();
     let mut first = true;
@@ -1109,13 +1125,7 @@ async fn run(
         engine.start_due(&mut tasks);
         let publish_at = next_publication(&engine, last_publish, now);
         if first || publish_at.is_some_and(|t| t <= now) {
-            match engine.publish() {
-                Ok(map) => cell.store(map),
-                Err(e) => {
-                    log::error!("{label}: {e}");
-                    cell.store(e.map);
-                }
-            }
+            publish_to(&mut engine, &cell);
             last_publish = Some(now);
             first = false;
         }
