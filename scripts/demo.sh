@@ -6,5 +6,5 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 "$top/scripts/setup.sh"
-cargo build --quiet --release --bin rlm-rust --example demo
+cargo build --locked --quiet --release --bin rlm-rust --example demo
 exec "$top/target/release/examples/demo"

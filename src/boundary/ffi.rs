@@ -80,14 +80,14 @@ pub unsafe extern "C" fn rlm_rust_instantiate(config: *const rlm_rust_config) ->
         let config = match config::from_pairs(&name, &pairs) {
             Ok(c) => c,
             Err(e) => {
-                log::error!("rlm_rust[{name}]: configuration: {e}");
+                log::error!("{}: configuration: {e}", logging::instance_label(&name));
                 return std::ptr::null_mut();
             }
         };
         match Instance::start(config) {
             Ok(inst) => Box::into_raw(Box::new(inst)).cast::<rlm_rust_instance>(),
             Err(e) => {
-                log::error!("rlm_rust[{name}]: cannot start: {e}");
+                log::error!("{}: cannot start: {e}", logging::instance_label(&name));
                 std::ptr::null_mut()
             }
         }

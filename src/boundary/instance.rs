@@ -46,7 +46,7 @@ impl Instance {
     /// Starts the instance's background thread. With `policy` set the DNS sync owns the
     /// trust map; without it the file is watched for hand-made maps.
     pub fn start(config: Config) -> Result<Instance, String> {
-        let label = format!("rlm_rust[{}]", config.name);
+        let label = super::logging::instance_label(&config.name);
         let snapshot = Arc::new(SnapshotCell::default());
         let interval = config.reload_interval.max(MIN_RELOAD);
         let feeder = match config.sync {

@@ -27,6 +27,12 @@ pub fn level_code(level: log::Level) -> LevelType {
     }
 }
 
+/// The prefix of every line about one instance: `rlm_rust[<instance name>]`, as radiusd
+/// names module instances in its own log.
+pub fn instance_label(name: &str) -> String {
+    format!("rlm_rust[{name}]")
+}
+
 /// A C string for the host: interior NULs (attacker-controlled text) become U+FFFD.
 pub fn c_text(s: &str) -> CString {
     CString::new(s.replace('\0', "\u{fffd}")).unwrap_or_default()
