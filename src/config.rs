@@ -58,7 +58,7 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
             return Err(format!("{k} is set twice"));
         }
     }
-    let mut take = Taker { map, name };
+    let mut take = Taker { map };
     let trust_map = take.path("trust_map")?.ok_or("trust_map is required (where the trust map snapshot lives)")?;
     let reload_interval = take.duration("reload_interval", Duration::from_secs(1))?;
     let reply = ReplyConfig {
@@ -137,8 +137,6 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
 
 struct Taker<'a> {
     map: HashMap<&'a str, &'a str>,
-    #[allow(dead_code)]
-    name: &'a str,
 }
 
 impl Taker<'_> {
