@@ -60,7 +60,7 @@ pub enum Update {
 
 /// The last good document of a URL source, as kept on disk.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct Cached {
+struct CachedDocument {
     url: String,
     etag: Option<String>,
     last_modified: Option<String>,
@@ -75,7 +75,7 @@ pub struct PolicyFeed {
     client: Option<HttpsClient>,
     /// Where a URL source's last good document is kept.
     cache_path: PathBuf,
-    cached: Option<Cached>,
+    cached: Option<CachedDocument>,
     stamp: Option<FileStamp>,
     /// How often a file is looked at, and a URL fetched.
     file_poll: Duration,
@@ -128,7 +128,7 @@ impl PolicyFeed {
     pub fn restore(&mut self) -> Option<Loaded> {
         let PolicySource::Url(url) = &self.source else { return None };
         let text = std::fs::read_to_string(&self.cache_path).ok()?;
-        let cached: Cached = match serde_json::from_str(&text) {
+        let cached: CachedDocument = match serde_json::from_str(&text) {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("{}: ignoring the kept policy: {e}", self.cache_path.display());
@@ -211,7 +211,7 @@ impl PolicyFeed {
             Ok(l) => l,
             Err(e) => return Update::Failed(e),
         };
-        let cached = Cached {
+        let cached = CachedDocument {
             url: url.to_owned(),
             etag: answer.etag,
             last_modified: answer.last_modified,
@@ -227,7 +227,7 @@ impl PolicyFeed {
         Update::Loaded(loaded)
     }
 
-    fn write_kept(&self, cached: &Cached) -> std::io::Result<()> {
+    fn write_kept(&self, cached: &CachedDocument) -> std::io::Result<()> {
         let json = serde_json::to_vec(cached).map_err(std::io::Error::other)?;
         files::replace_with(&self.cache_path, CACHE_MODE, |f| std::io::Write::write_all(f, &json))
     }

@@ -32,7 +32,7 @@ pub enum RegistryVerdict {
 }
 
 #[derive(Clone)]
-struct Cached {
+struct CachedVerdict {
     digest_hex: String,
     verdict: RegistryVerdict,
     ttl: Duration,
@@ -40,8 +40,8 @@ struct Cached {
 
 struct ByAnswerTtl;
 
-impl Expiry<String, Cached> for ByAnswerTtl {
-    fn expire_after_create(&self, _key: &String, value: &Cached, _now: Instant) -> Option<Duration> {
+impl Expiry<String, CachedVerdict> for ByAnswerTtl {
+    fn expire_after_create(&self, _key: &String, value: &CachedVerdict, _now: Instant) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -50,7 +50,7 @@ impl Expiry<String, Cached> for ByAnswerTtl {
 pub struct Registry {
     domain: String,
     require: bool,
-    cache: Cache<String, Cached>,
+    cache: Cache<String, CachedVerdict>,
 }
 
 /// Shortest time a verdict is cached; failures are never cached.
@@ -118,7 +118,7 @@ impl Registry {
                 return RegistryVerdict::Unknown(format!("registry lookup {cn}: {reason}"))
             }
         };
-        self.cache.insert(key, Cached { digest_hex, verdict: verdict.clone(), ttl: ttl.max(MIN_CACHE) });
+        self.cache.insert(key, CachedVerdict { digest_hex, verdict: verdict.clone(), ttl: ttl.max(MIN_CACHE) });
         verdict
     }
 }
