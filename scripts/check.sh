@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fast check a contributor runs before every commit: formatting, lints and the tests
-# of the pure parts (trust model, request path, sync planning, fuzz regressions). No root,
-# no apt, no network, no radiusd/knotd/eapol_test; under a minute once built.
+# of the pure parts (trust model, request path, sync planning, fuzz regressions, the
+# layering of src/). No root, no apt, no network, no radiusd/knotd/eapol_test; under a
+# minute once built.
 #
 # It needs the FreeRADIUS include tree that scripts/setup.sh assembled once (as root) in
 # .deps/freeradius-include, or FREERADIUS_INCLUDE_DIR pointing at one.
@@ -17,5 +18,5 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== unit tests and fuzz regressions"
-cargo test --locked --lib --bins --test fuzz_regressions
+cargo test --locked --lib --bins --test fuzz_regressions --test layers
 echo "check: ok (the full suite with real parts: scripts/test.sh)"
