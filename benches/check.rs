@@ -26,8 +26,7 @@
 //! nothing is timed.
 #![allow(unsafe_code)] // a counting allocator and malloc_trim
 
-#[path = "../tests/support/capki.rs"]
-mod capki;
+use testkit::capki;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;

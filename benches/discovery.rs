@@ -18,7 +18,7 @@
 //!   relay between `eapol_test` and radiusd gives the round trips, the last Access-Request
 //!   (FreeRADIUS runs the check-eap-tls virtual server, hence the check, on it) and the
 //!   final reply (the handshake's duration); the query-logging DNS forwarder between the
-//!   module and knotd (`support::dnsproxy`) gives when the name's TLSA query left the sync;
+//!   module and knotd (`testkit::dnsproxy`) gives when the name's TLSA query left the sync;
 //!   a tail of the radiusd log (1 ms poll) gives when the module's decision line appeared
 //!   (bounded by the reply, which follows it); when the name entered the map requests see
 //!   is the later of when a watcher of the persisted trust map (1 ms poll) first saw a file
@@ -46,9 +46,6 @@
 //! Under `cargo test` it runs a smoke test instead: 3 names per TLS version, DNS as served,
 //! every retry asserted admitted, nothing timed. `RLM_RUST_SKIP_EAP_TLS` skips it.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, UdpSocket};
@@ -59,12 +56,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::dns::Zone;
-use support::dnsproxy::TLSA;
-use support::eapol::{self, for_each_tls_version, EapolResult, TlsVersion};
-use support::fleet::{decision, nsec3, Fleet, PENDING, WAIT};
-use support::pki::Device;
-use support::stack::StackOptions;
+use testkit::dns::Zone;
+use testkit::dnsproxy::TLSA;
+use testkit::eapol::{self, for_each_tls_version, EapolResult, TlsVersion};
+use testkit::fleet::{decision, nsec3, Fleet, PENDING, WAIT};
+use testkit::pki::Device;
+use testkit::stack::StackOptions;
 
 const ZONE: &str = "fleet.example";
 const SSID: &str = "Fleet-WiFi";
@@ -229,7 +226,7 @@ impl MapWatch {
     /// When `name` entered the trust map, waiting for it at most `limit`.
     fn wait(&self, name: &str, limit: Duration) -> Option<Instant> {
         let mut at = None;
-        support::poll_until(limit, || {
+        testkit::poll_until(limit, || {
             at = self.state.seen.lock().unwrap().get(name).copied();
             at.is_some()
         });
@@ -299,7 +296,7 @@ impl LogWatch {
     fn first_decision(&self, name: &str, since: Instant, limit: Duration) -> Option<Instant> {
         let needle = format!(" name={name} ssid=");
         let mut at = None;
-        support::poll_until(limit, || {
+        testkit::poll_until(limit, || {
             at = self
                 .state
                 .decisions
@@ -319,7 +316,7 @@ impl LogWatch {
     /// `limit`.
     fn publication_after(&self, t: Instant, limit: Duration) -> Option<Instant> {
         let mut at = None;
-        support::poll_until(limit, || {
+        testkit::poll_until(limit, || {
             at = self.state.publications.lock().unwrap().iter().copied().find(|p| *p >= t);
             at.is_some()
         });
@@ -393,7 +390,7 @@ fn attempt(b: &Bench, device: &Device) -> (EapolResult, String, Vec<Packet>) {
     let packets = b.relay.take();
     let (accept, reject) = (decision("accept", &device.name, SSID), decision("reject", &device.name, SSID));
     let mut log = String::new();
-    support::poll_until(LOG_WAIT, || {
+    testkit::poll_until(LOG_WAIT, || {
         log = b.f.rd.log_since(mark);
         log.contains(&accept) || log.contains(&reject)
     });
@@ -652,7 +649,7 @@ fn main() {
     let t0 = Instant::now();
 
     let opts = StackOptions { extra_zones: vec![Zone::signed(ZONE, "").with_ttl(ZONE_TTL).with_nsec3()], ..nsec3() };
-    let tune = |o: &mut support::radiusd::Options| {
+    let tune = |o: &mut testkit::radiusd::Options| {
         o.debug = debug;
         // The module's default: no name is refreshed while the bench runs.
         if let Some(max) = o.rust_options.iter_mut().find(|(k, _)| k == "max_interval") {

@@ -14,15 +14,12 @@
 //! RSS runs.
 //! Under `cargo test` it does nothing: timings are not tests.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::Instant;
 
-use support::eapol::Supplicant;
-use support::pki::CAR54;
-use support::radiusd::{Lab, Options, Radiusd};
-use support::trustmap::{json_policy, Role};
+use testkit::eapol::Supplicant;
+use testkit::pki::CAR54;
+use testkit::radiusd::{Lab, Options, Radiusd};
+use testkit::trustmap::{json_policy, Role};
 
 const SSID: &str = "Cars-WiFi";
 
@@ -31,7 +28,7 @@ fn env_usize(key: &str, default: usize) -> usize {
 }
 
 fn rss_kib(rd: &Radiusd) -> u64 {
-    rd.pid().map(|pid| support::rss_kib(&pid.to_string())).unwrap_or(0)
+    rd.pid().map(|pid| testkit::rss_kib(&pid.to_string())).unwrap_or(0)
 }
 
 /// CPU time radiusd has used, in ns: the sum of its threads' run time (schedstat, ns

@@ -52,18 +52,15 @@
 //! Under `cargo test` it does nothing: timings are not tests.
 #![allow(unsafe_code)] // kill(pid, 0) to see radiusd alive
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::eapol::{self, EapolResult, Supplicant};
-use support::pki::Device;
-use support::radiusd::{Lab, Options};
-use support::trustmap::{json_policy, replace_atomically, Role};
+use testkit::eapol::{self, EapolResult, Supplicant};
+use testkit::pki::Device;
+use testkit::radiusd::{Lab, Options};
+use testkit::trustmap::{json_policy, replace_atomically, Role};
 
 const CARS_WIFI: &str = "Cars-WiFi";
 const METERS_WIFI: &str = "Meters-WiFi";
@@ -209,7 +206,7 @@ impl Timeline {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    support::rss_kib(&pid.to_string())
+    testkit::rss_kib(&pid.to_string())
 }
 
 /// `kill -0 pid`.

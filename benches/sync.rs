@@ -48,9 +48,6 @@
 //! Without knotd (and knotc, keymgr, kdig) it says so and does nothing.
 #![allow(unsafe_code)] // a counting allocator and libc calls
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -72,10 +69,10 @@ use rlm_rust::sync::discover::{Discovered, Outcome};
 use rlm_rust::sync::engine::{Engine, Stats, SyncThread};
 use rlm_rust::sync::options::SyncConfig;
 use rlm_rust::sync::schedule::Schedule;
-use support::capki::{issue, Issued, Spec};
-use support::dns::{DnsServer, Zone};
-use support::https::{HttpsServer, WebPki};
-use support::stack::well_known_name;
+use testkit::capki::{issue, Issued, Spec};
+use testkit::dns::{DnsServer, Zone};
+use testkit::https::{HttpsServer, WebPki};
+use testkit::stack::well_known_name;
 
 /// Live bytes of the Rust heap (OpenSSL's own allocations go to malloc and are not seen),
 /// as requested, and as glibc's malloc lays them out (see [`chunk`]).
@@ -161,7 +158,7 @@ impl Held {
 }
 
 fn rss_kib() -> i64 {
-    support::rss_kib("self") as i64
+    testkit::rss_kib("self") as i64
 }
 
 /// CPU time (user + system) of this process so far, in seconds.
@@ -399,7 +396,7 @@ fn fleet(n: usize) -> Fleet {
         .ok()
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty());
-    let knotd_rss_kib = knotd_pid.as_deref().map(support::rss_kib).filter(|&kib| kib > 0);
+    let knotd_rss_kib = knotd_pid.as_deref().map(testkit::rss_kib).filter(|&kib| kib > 0);
 
     let web_pki = WebPki::new(&work, &[WEB_HOST]);
     let docroot = work.join("www");
@@ -757,11 +754,11 @@ fn python_reference(f: &Fleet) -> PythonRun {
         .spawn();
     let result = match child {
         Err(e) => Err(format!("cannot run scripts/bench-python-ref.sh: {e}")),
-        Ok(mut child) => match support::wait_bounded(&mut child, PYTHON_LIMIT) {
-            None => Err(format!("killed after {PYTHON_LIMIT:?}; log:\n{}", support::read_lossy(&log))),
+        Ok(mut child) => match testkit::wait_bounded(&mut child, PYTHON_LIMIT) {
+            None => Err(format!("killed after {PYTHON_LIMIT:?}; log:\n{}", testkit::read_lossy(&log))),
             Some(status) => match std::fs::read_to_string(&out).ok().and_then(|t| serde_json::from_str(&t).ok()) {
                 Some(v) => Ok(v),
-                None => Err(format!("exited {status} without a result; log:\n{}", support::read_lossy(&log))),
+                None => Err(format!("exited {status} without a result; log:\n{}", testkit::read_lossy(&log))),
             },
         },
     };
@@ -792,7 +789,7 @@ fn startup_only(n: usize) -> StartupOnly {
         ("trust_map", path.display().to_string()),
         ("policy", work.join("policy.txt").display().to_string()),
         ("ca_path", work.join("ca").display().to_string()),
-        ("dns_servers", format!("127.0.0.1:{}", support::dns::free_port())),
+        ("dns_servers", format!("127.0.0.1:{}", testkit::dns::free_port())),
         ("dns_timeout", "1".into()),
     ]
     .into_iter()

@@ -9,19 +9,16 @@
 //! twice: eapol_test's outcome, and the module's log line, which names the certificate the
 //! TLS hook captured in the handshake (`cert=` the first 8 bytes of its SHA-256).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use openssl::hash::MessageDigest;
 use openssl::x509::X509;
 
-use support::eapol::{EapolResult, TlsVersion};
-use support::pki::{CAR54, METER7};
-use support::radiusd::Radiusd;
-use support::stack::{Stack, CARS, METERS, TTL};
+use testkit::eapol::{EapolResult, TlsVersion};
+use testkit::pki::{CAR54, METER7};
+use testkit::radiusd::Radiusd;
+use testkit::stack::{Stack, CARS, METERS, TTL};
 
 const CARS_WIFI: &str = "Cars-WiFi";
 const METERS_WIFI: &str = "Meters-WiFi";

@@ -28,8 +28,6 @@
 //! Every attack runs under TLS 1.2 and again under TLS 1.3, against the same radiusd.
 #![allow(unsafe_code)] // test harness: libc calls
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,10 +42,10 @@ use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, Sub
 use openssl::x509::{X509Builder, X509Extension, X509Name, X509NameRef, X509};
 use rlm_rust::model::pki::oneline;
 
-use support::eapol::{for_each_tls_version, Credential, Supplicant};
-use support::pki::{Ca, Device, LeafSpec};
-use support::radiusd::{Lab, Options, Radiusd};
-use support::trustmap::{json_policy, Role};
+use testkit::eapol::{for_each_tls_version, Credential, Supplicant};
+use testkit::pki::{Ca, Device, LeafSpec};
+use testkit::radiusd::{Lab, Options, Radiusd};
+use testkit::trustmap::{json_policy, Role};
 
 fn skip() -> bool {
     if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
@@ -211,10 +209,10 @@ struct VictimLab {
 impl VictimLab {
     fn new() -> VictimLab {
         let lab = Lab::new(Options::default());
-        let ca = support::pki::make_ca(&lab.pki.dir, "bilar-ca", &[("C", "SE"), ("O", VICTIM_ORG), ("CN", VICTIM_CN)]);
+        let ca = testkit::pki::make_ca(&lab.pki.dir, "bilar-ca", &[("C", "SE"), ("O", VICTIM_ORG), ("CN", VICTIM_CN)]);
         let device = lab
             .pki
-            .leaf(&ca, &LeafSpec { stem: "lastbil9", cn: VICTIM, sans: &[VICTIM], aki: support::pki::Aki::KeyId });
+            .leaf(&ca, &LeafSpec { stem: "lastbil9", cn: VICTIM, sans: &[VICTIM], aki: testkit::pki::Aki::KeyId });
         let policy =
             json_policy("t", &[Role { ssid: SSID, members: &[VICTIM], reply: &[("Tunnel-Private-Group-Id", "10")] }]);
         lab.write_map(&policy, &[device.cert.as_path()]);
@@ -227,7 +225,7 @@ impl VictimLab {
     fn trust(&self, extra: &[&Ca]) {
         let mut cas = vec![&self.ca, &self.lab.pki.cars_ca, &self.lab.pki.meters_ca];
         cas.extend_from_slice(extra);
-        support::pki::write_ca_path(&self.lab.certdir.join("dane-ca"), &cas);
+        testkit::pki::write_ca_path(&self.lab.certdir.join("dane-ca"), &cas);
     }
 
     fn victim_leaf(&self) -> X509 {

@@ -1,10 +1,7 @@
 //! `.well-known/ca/` fetching against a real HTTPS server on loopback that misbehaves on
 //! purpose: every failure must be bounded in time and memory and name the URL.
 
-#[path = "support/capki.rs"]
-mod capki;
-#[path = "support/https.rs"]
-mod https;
+use testkit::{capki, https};
 
 use std::collections::HashMap;
 use std::sync::Arc;

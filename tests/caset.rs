@@ -1,8 +1,7 @@
 //! The CA set: no subject DN and key id pair shared by two keys, and the `ca_path`
 //! directory as real OpenSSL (`openssl verify -CApath`, `openssl rehash`) reads it.
 
-#[path = "support/capki.rs"]
-mod capki;
+use testkit::capki;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

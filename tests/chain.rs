@@ -2,10 +2,7 @@
 //! forgeries, loops and profile violations that must be refused. `verify_links` is also
 //! exercised directly, without HTTP.
 
-#[path = "support/capki.rs"]
-mod capki;
-#[path = "support/https.rs"]
-mod https;
+use testkit::{capki, https};
 
 use std::collections::HashMap;
 use std::time::Duration;

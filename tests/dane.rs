@@ -2,8 +2,7 @@
 //! under a fake signed root, an unsigned zone, broken signatures, a wrong anchor, denials,
 //! runtime changes with short TTLs, and dead nameservers.
 
-#[path = "support/dns.rs"]
-mod dns;
+use testkit::dns;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};

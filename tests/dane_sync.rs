@@ -6,14 +6,12 @@
 //! Revocation is measured: the time from removing a TLSA record (TTL 2 s) to the name
 //! leaving the trust map is printed and bounded.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use openssl::x509::X509;
-use support::eapol::for_each_tls_version;
-use support::pki::{Device, LeafSpec, CAR54, METER7};
-use support::stack::{Stack, CARS, METERS, TTL};
+use testkit::eapol::for_each_tls_version;
+use testkit::pki::{Device, LeafSpec, CAR54, METER7};
+use testkit::stack::{Stack, CARS, METERS, TTL};
 
 const CARS_WIFI: &str = "Cars-WiFi";
 const METERS_WIFI: &str = "Meters-WiFi";
@@ -149,7 +147,7 @@ fn restart_with_dns_down_serves_the_persisted_snapshot() {
     });
     assert!(rd.log().contains("serving persisted trust map"), "{}", rd.log());
     // The sync keeps trying and keeps the last good entry (max_stale is 1 h here).
-    support::poll_until(Duration::from_secs(10), || rd.log().contains("lookup failed, keeping last good"));
+    testkit::poll_until(Duration::from_secs(10), || rd.log().contains("lookup failed, keeping last good"));
     for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&car54, CARS_WIFI)).assert_accepted());
 }
 
@@ -165,7 +163,7 @@ fn iot_registry_entry_is_required_and_revocable() {
     let car60 = st
         .lab
         .pki
-        .leaf(&st.lab.pki.cars_ca, &LeafSpec { stem: "car60", cn, sans: &[name], aki: support::pki::Aki::KeyId });
+        .leaf(&st.lab.pki.cars_ca, &LeafSpec { stem: "car60", cn, sans: &[name], aki: testkit::pki::Aki::KeyId });
     st.publish(CARS, &car60);
     st.register(cn, &car60);
     st.set_policy(&[(CARS_WIFI, name)]);
@@ -203,7 +201,7 @@ fn policy_changes_apply_live_bad_lines_are_reported_and_an_unreadable_policy_kee
     // A policy with bad lines: each reported with file:line and reason, the rest loads.
     let mark = rd.mark();
     let text = format!("{CARS_WIFI}|{CAR54}\n{METERS_WIFI}|{METER7}\n{METERS_WIFI}|10.0.0.7\nno-pipe-here\n");
-    support::trustmap::replace_atomically(&st.policy, text.as_bytes());
+    testkit::trustmap::replace_atomically(&st.policy, text.as_bytes());
     st.wait_published(&rd, METER7, true, Duration::from_secs(20));
     let log = rd.wait_for(mark, "an IP address is not a device name", Duration::from_secs(5));
     let file = st.policy.display().to_string();
@@ -243,7 +241,7 @@ fn operator_cli_runs_one_sync_with_the_module_config_and_explains_each_name() {
     let missing = "car99._device.cars.example";
     st.set_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, missing)]);
     let module_file = st.lab.raddb.join("mods-enabled/rust");
-    let out = std::process::Command::new(support::trustmap::cli())
+    let out = std::process::Command::new(testkit::trustmap::cli())
         .args(["sync", "--config"])
         .arg(&module_file)
         .args(["--raddb", &st.lab.raddb.display().to_string()])
@@ -261,7 +259,7 @@ fn operator_cli_runs_one_sync_with_the_module_config_and_explains_each_name() {
 
 /// Writes `issued`'s certificate and key for a supplicant (the chain file holds only the
 /// certificate: a self-signed device has nothing else to send).
-fn device_files(st: &Stack, stem: &str, name: &str, issued: &support::capki::Issued) -> Device {
+fn device_files(st: &Stack, stem: &str, name: &str, issued: &testkit::capki::Issued) -> Device {
     let dir = &st.lab.work;
     let (cert, key) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
     std::fs::write(&cert, issued.pem()).unwrap();
@@ -283,7 +281,7 @@ fn self_signed_dane_ee_device_is_admitted_end_to_end() {
     }
     let mut st = Stack::new();
     let name = "sensor1._device.cars.example";
-    let issued = support::capki::issue(&support::capki::Spec::leaf("Sensors", name), None);
+    let issued = testkit::capki::issue(&testkit::capki::Spec::leaf("Sensors", name), None);
     let sensor = device_files(&st, "sensor1", name, &issued);
     st.dns.set_tlsa(CARS, "sensor1._device", TTL, &format!("3 0 0 {}", hex::encode(issued.cert.to_der().unwrap())));
     st.set_policy(&[(CARS_WIFI, name)]);
@@ -300,7 +298,7 @@ fn self_signed_dane_ee_device_is_admitted_end_to_end() {
 
     // Another self-signed certificate for the same name (same subject, another key) gets
     // through no TLS: it is not in the CA set.
-    let other = support::capki::issue(&support::capki::Spec::leaf("Sensors", name), None);
+    let other = testkit::capki::issue(&testkit::capki::Spec::leaf("Sensors", name), None);
     let other = device_files(&st, "sensor1-other", name, &other);
     for_each_tls_version(|_| st.lab.eapol(&st.lab.supplicant(&other, CARS_WIFI)).assert_rejected_with_eap_failure());
 }
@@ -372,17 +370,17 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
 
     // Withdrawn: the device's record and the CA leave DNS and .well-known.
     let old_ca = &st.lab.pki.cars_ca;
-    let well_known = st.docroot.join(".well-known/ca").join(support::stack::well_known_name(&old_ca.cert));
+    let well_known = st.docroot.join(".well-known/ca").join(testkit::stack::well_known_name(&old_ca.cert));
     std::fs::remove_file(&well_known).unwrap();
     st.withdraw(CARS, &car54);
     st.wait_published(&rd, CAR54, false, Duration::from_secs(30));
 
     // The identity is reused: same DN, key id, serial and validity, another key; a new
     // device car99 is published under it and admitted.
-    let new_key = support::capki::ec_key();
+    let new_key = testkit::capki::ec_key();
     let time = |t: &openssl::asn1::Asn1TimeRef| rlm_rust::model::pki::unix_time(t).unwrap();
-    let reused = support::capki::issue(
-        &support::capki::Spec {
+    let reused = testkit::capki::issue(
+        &testkit::capki::Spec {
             ski: Some(old_ca.cert.subject_key_id().unwrap().as_slice().to_vec()),
             serial: Some(old_ca.cert.serial_number().to_bn().unwrap().to_vec()),
             not_before: time(old_ca.cert.not_before()),
@@ -392,7 +390,7 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
                 ("O".into(), "Cars Org".into()),
                 ("CN".into(), "Cars Device CA".into()),
             ],
-            ..support::capki::Spec::ca("x", "x").key(&new_key)
+            ..testkit::capki::Spec::ca("x", "x").key(&new_key)
         },
         None,
     );
@@ -400,7 +398,7 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
     assert_eq!(reused.cert.serial_number().to_bn().unwrap(), old_ca.cert.serial_number().to_bn().unwrap());
     std::fs::write(&well_known, reused.pem()).unwrap();
     let car99_name = "car99._device.cars.example";
-    let car99 = support::capki::issue(&support::capki::Spec::leaf("Test Devices", car99_name), Some(&reused));
+    let car99 = testkit::capki::issue(&testkit::capki::Spec::leaf("Test Devices", car99_name), Some(&reused));
     st.dns.set_tlsa(CARS, "car99._device", TTL, &format!("4 0 0 {}", hex::encode(car99.cert.to_der().unwrap())));
     st.set_policy(&[(CARS_WIFI, CAR54), (CARS_WIFI, car99_name)]);
     st.wait_published(&rd, car99_name, true, Duration::from_secs(30));
@@ -419,7 +417,7 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
 
     // The holder of the withdrawn CA's key mints a copy of car99's certificate (serial,
     // subject, validity, key id, SAN) signed with it, claiming car99.
-    let copy_key = support::capki::ec_key();
+    let copy_key = testkit::capki::ec_key();
     let mut b = openssl::x509::X509Builder::new().unwrap();
     b.set_version(2).unwrap();
     b.set_serial_number(car99.cert.serial_number()).unwrap();
@@ -444,7 +442,7 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
         .unwrap();
     b.append_extension(aki).unwrap();
     b.sign(&old_ca.key, openssl::hash::MessageDigest::sha256()).unwrap();
-    let copy = support::capki::Issued { cert: b.build(), key: copy_key };
+    let copy = testkit::capki::Issued { cert: b.build(), key: copy_key };
     let copy = device_files(&st, "car99-copy", car99_name, &copy);
     for_each_tls_version(|_| {
         let mark = rd.mark();
@@ -508,7 +506,7 @@ fn metrics_and_status_are_served_while_radiusd_runs() {
     };
     // Names by state are recounted every second.
     let mut metrics = String::new();
-    let seen = support::poll_until(Duration::from_secs(5), || {
+    let seen = testkit::poll_until(Duration::from_secs(5), || {
         metrics = get("/metrics");
         metrics.contains("rlm_rust_names{instance=\"rust\",state=\"withdrawn\"} 1")
     });
@@ -532,7 +530,7 @@ fn metrics_and_status_are_served_while_radiusd_runs() {
     }
 
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(support::trustmap::cli()).arg("status").args(args).output().unwrap();
+        let out = std::process::Command::new(testkit::trustmap::cli()).arg("status").args(args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

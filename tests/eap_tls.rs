@@ -11,15 +11,13 @@
 //! (package eapoltest) on PATH; set `RLM_RUST_SKIP_EAP_TLS=1` to skip on machines
 //! without them.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::eapol::{for_each_tls_version, EapolResult, Supplicant, TlsVersion, AP_MAC_COLONS, AP_MAC_DASHES};
-use support::pki::{CAR54, CAR55, CAR77, METER7};
-use support::radiusd::{sent_block, Lab, Options, Radiusd};
-use support::trustmap::{json_policy, line_policy, replace_atomically, Role};
+use testkit::eapol::{for_each_tls_version, EapolResult, Supplicant, TlsVersion, AP_MAC_COLONS, AP_MAC_DASHES};
+use testkit::pki::{CAR54, CAR55, CAR77, METER7};
+use testkit::radiusd::{sent_block, Lab, Options, Radiusd};
+use testkit::trustmap::{json_policy, line_policy, replace_atomically, Role};
 
 const CARS_WIFI: &str = "Cars-WiFi";
 const METERS_WIFI: &str = "Meters-WiFi";
@@ -34,7 +32,7 @@ fn skip() -> bool {
     }
     for p in ["freeradius", "eapol_test"] {
         assert!(
-            support::have_program(p),
+            testkit::have_program(p),
             "{p} not on PATH (install freeradius / eapoltest, or set RLM_RUST_SKIP_EAP_TLS=1)"
         );
     }
@@ -101,7 +99,7 @@ fn assert_rejected(r: &EapolResult, log: &str, instance: &str, name: &str, ssid:
 }
 
 /// A lab with the standard policy mapped for org A's car54 and org B's meter7.
-fn standard_lab(opts: Options) -> (Lab, support::pki::Device, support::pki::Device) {
+fn standard_lab(opts: Options) -> (Lab, testkit::pki::Device, testkit::pki::Device) {
     let lab = Lab::new(opts);
     let car54 = lab.cars_device("car54", CAR54);
     let meter7 = lab.meters_device("meter7", METER7);
@@ -361,7 +359,7 @@ fn corrupt_trust_map_keeps_the_previous_one() {
     replace_atomically(&lab.trust_map, b"{\"generation\": 7, \"this is\": not json");
     // The error is logged once, naming the file.
     let path = lab.trust_map.display().to_string();
-    let found = support::poll_until(Duration::from_secs(10), || {
+    let found = testkit::poll_until(Duration::from_secs(10), || {
         rd.log_since(mark).lines().any(|l| {
             l.contains(&path) && ["refused", "error", "Error", "invalid", "keeping"].iter().any(|w| l.contains(w))
         })
@@ -512,18 +510,18 @@ fn ca_file_setup_works_too() {
 #[test]
 fn explain_agrees_with_the_module() {
     let dir = tempfile::tempdir().expect("tmp");
-    let pki = support::pki::TestPki::new(&dir.path().join("pki"));
+    let pki = testkit::pki::TestPki::new(&dir.path().join("pki"));
     let car54 = pki.device(&pki.cars_ca, "car54", CAR54);
     let forged = pki.device(&pki.meters_ca, "forged", CAR54);
     let map = dir.path().join("map/trustmap.json");
-    support::trustmap::map(&map, &standard_policy(), &[car54.chain.as_path()]);
+    testkit::trustmap::map(&map, &standard_policy(), &[car54.chain.as_path()]);
     let cas = [pki.cars_ca.pem.as_path(), pki.meters_ca.pem.as_path()];
-    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &cas, &car54.chain);
+    let (ok, out) = testkit::trustmap::explain(&map, CAR54, CARS_WIFI, &cas, &car54.chain);
     assert!(ok && out.contains("accept") && out.contains("matched association 3 0 0 sha256:"), "{out}");
-    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &cas, Path::new(&forged.chain));
+    let (ok, out) = testkit::trustmap::explain(&map, CAR54, CARS_WIFI, &cas, Path::new(&forged.chain));
     assert!(!ok && out.contains("certificate matches no association"), "{out}");
     // A chain TLS would not complete never reaches the check.
-    let (ok, out) = support::trustmap::explain(&map, CAR54, CARS_WIFI, &cas[..1], Path::new(&forged.chain));
+    let (ok, out) = testkit::trustmap::explain(&map, CAR54, CARS_WIFI, &cas[..1], Path::new(&forged.chain));
     assert!(!ok && out.contains("TLS would refuse the handshake"), "{out}");
 }
 
@@ -559,14 +557,14 @@ fn ca_added_to_ca_path_is_used_without_restart() {
     let (mut lab, _, meter7) = standard_lab(Options::default());
     let ca_path = lab.certdir.join("dane-ca");
     std::fs::remove_dir_all(&ca_path).expect("rm ca_path");
-    support::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca]);
+    testkit::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca]);
     let rd = lab.start();
     for_each_tls_version(|_| {
         let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
         r.assert_rejected_with_eap_failure();
         assert!(!log.contains("rlm_rust[rust]:"), "the module ran although TLS should have refused the chain:\n{log}");
     });
-    support::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca, &lab.pki.meters_ca]);
+    testkit::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca, &lab.pki.meters_ca]);
     for_each_tls_version(|_| {
         let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
         assert_accepted(&r, &log, "rust", METER7, METERS_WIFI);
@@ -590,7 +588,7 @@ fn ca_removed_from_ca_path_stays_trusted_so_the_map_revokes() {
 
     let ca_path = lab.certdir.join("dane-ca");
     std::fs::remove_dir_all(&ca_path).expect("rm ca_path");
-    support::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca]);
+    testkit::pki::write_ca_path(&ca_path, &[&lab.pki.cars_ca]);
     for_each_tls_version(|_| {
         let (r, log) = auth(&lab, &rd, &lab.supplicant(&meter7, METERS_WIFI));
         // If this fails, OpenSSL stopped caching ca_path lookups: update ARCHITECTURE.md.
@@ -659,7 +657,7 @@ fn linelog(name: &str, format: &str) -> (String, String) {
 /// `path`'s text once it has at least `lines` lines (waits at most 5 s).
 fn read_when_written(path: &std::path::Path, lines: usize) -> String {
     let mut text = String::new();
-    support::poll_until(Duration::from_secs(5), || {
+    testkit::poll_until(Duration::from_secs(5), || {
         text = std::fs::read_to_string(path).unwrap_or_default();
         text.lines().count() >= lines
     });
@@ -720,7 +718,7 @@ fn an_accept_carries_the_verified_identity_into_accounting() {
     if skip() {
         return;
     }
-    let acct_port = support::radiusd::free_udp_port();
+    let acct_port = testkit::radiusd::free_udp_port();
     let detail_module = "detail acct_detail {\n\tfilename = ${logdir}/acct-detail\n\tescape_filenames = no\n\t\
                          permissions = 0600\n\theader = \"%t\"\n}\n"
         .to_string();

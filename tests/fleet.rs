@@ -3,7 +3,7 @@
 //! owner (`*._device.cars.example TLSA 2 0 0 <CA>`, DANE-TA). Real parts: knotd serving
 //! signed zones, the HTTPS CA server, radiusd with the module, `eapol_test`.
 //!
-//! The module resolves through a loopback forwarder to knotd (`support::dnsproxy`): it
+//! The module resolves through a loopback forwarder to knotd (`testkit::dnsproxy`): it
 //! logs every query (knotd keeps no query log), which shows what the sync looked up, and
 //! can slow the answer for one name, so a first attempt comes in before its discovery ends.
 //!
@@ -15,19 +15,17 @@
 //! where a first attempt must find its name never seen, each version gets its own fleet or
 //! its own device names.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::capki::{self, Spec};
-use support::dns::Zone;
-use support::eapol::{for_each_tls_version, TlsVersion};
-use support::fleet::{
+use testkit::capki::{self, Spec};
+use testkit::dns::Zone;
+use testkit::eapol::{for_each_tls_version, TlsVersion};
+use testkit::fleet::{
     assert_pending_or_accepted, decision, device_files, issuer, nsec3, publish_anchor, Fleet, CARS_FLEET, CARS_WIFI,
     PENDING, WAIT,
 };
-use support::pki::Device;
-use support::stack::{StackOptions, CARS, METERS, TTL};
+use testkit::pki::Device;
+use testkit::stack::{StackOptions, CARS, METERS, TTL};
 
 const METERS_WIFI: &str = "Meters-WiFi";
 const METERS_FLEET: &str = "*._device.meters.example";
@@ -219,7 +217,7 @@ fn names_outside_the_domain_entry_are_rejected_and_never_looked_up() {
     // lookup of the names above would have been sent.
     let bus2 = f.st.lab.cars_device("bus2", BUS2);
     let _ = f.attempt(&bus2, BUS2, CARS_WIFI);
-    assert!(support::poll_until(WAIT, || f.tlsa_queries(BUS2) > 0), "{BUS2} never looked up: {:?}", f.dns.queries());
+    assert!(testkit::poll_until(WAIT, || f.tlsa_queries(BUS2) > 0), "{BUS2} never looked up: {:?}", f.dns.queries());
 
     assert_eq!(f.dns.queries_under(ATTACKER), vec![], "the attacker's zone was queried");
     assert_eq!(f.dns.queries_under(deeper), vec![], "the deeper name was queried");

@@ -3,15 +3,13 @@
 //! its own reason, several instances share one context, and the hook never outlives the
 //! module (shutdown and HUP under valgrind). Authentications run under TLS 1.2 and TLS 1.3.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::eapol::for_each_tls_version;
-use support::pki::CAR54;
-use support::radiusd::{free_udp_port, Lab, Options};
-use support::trustmap::line_policy;
+use testkit::eapol::for_each_tls_version;
+use testkit::pki::CAR54;
+use testkit::radiusd::{free_udp_port, Lab, Options};
+use testkit::trustmap::line_policy;
 
 const CARS_WIFI: &str = "Cars-WiFi";
 
@@ -158,7 +156,7 @@ fn the_hook_never_outlives_the_module_under_valgrind() {
     if skip() {
         return;
     }
-    if !support::have_program("valgrind") {
+    if !testkit::have_program("valgrind") {
         panic!("valgrind not on PATH (scripts/setup.sh installs it)");
     }
     let mut lab = Lab::new(Options { debug: true, ..Options::default() });
@@ -191,7 +189,7 @@ fn the_hook_never_outlives_the_module_under_valgrind() {
     for_each_tls_version(|_| lab.eapol(&supplicant()).assert_accepted());
 
     let status = rd.stop_waiting(Duration::from_secs(120));
-    let report = support::read_lossy(&vg_log);
+    let report = testkit::read_lossy(&vg_log);
     let log = rd.log();
     assert!(log.contains("verification hook removed from eap_dane/tls-common"), "{log}");
     for bad in ["Invalid read", "Invalid write", "Jump to the invalid address", "Process terminating", "Invalid free"] {

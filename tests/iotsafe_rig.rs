@@ -27,8 +27,6 @@
 //! `RLM_RUST_SKIP_IOTSAFE=1` (or `RLM_RUST_SKIP_EAP_TLS=1`) skips it.
 #![allow(unsafe_code)] // test harness: libc calls (flock, process groups)
 
-mod support;
-
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -46,9 +44,9 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509NameBuilder, X509Req, X509};
 
-use support::eapol::{for_each_tls_version, Credential, Supplicant};
-use support::pki::Ca;
-use support::stack::{Stack, CARS, TTL};
+use testkit::eapol::{for_each_tls_version, Credential, Supplicant};
+use testkit::pki::Ca;
+use testkit::stack::{Stack, CARS, TTL};
 
 const NAME: &str = "rig1._device.cars.example";
 const SSID: &str = "Cars-WiFi";
@@ -103,7 +101,7 @@ impl RigLock {
             .write(true)
             .open(LOCK_PATH)
             .unwrap_or_else(|e| panic!("{LOCK_PATH}: {e}"));
-        let ok = support::poll_until(limit, || {
+        let ok = testkit::poll_until(limit, || {
             // SAFETY: flock(2) on a descriptor we own; no memory is passed.
             unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
         });
@@ -140,7 +138,7 @@ impl Proc {
     fn assert_running(&mut self) {
         if let Some(c) = self.child.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
-                panic!("{} exited ({status}); log:\n{}", self.what, support::read_lossy(&self.log));
+                panic!("{} exited ({status}); log:\n{}", self.what, testkit::read_lossy(&self.log));
             }
         }
     }
@@ -155,7 +153,7 @@ impl Drop for Proc {
                     libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
                 }
                 // On timeout wait_bounded SIGKILLs and reaps it.
-                let _ = support::wait_bounded(&mut c, Duration::from_secs(5));
+                let _ = testkit::wait_bounded(&mut c, Duration::from_secs(5));
             } else {
                 let _ = c.wait();
             }
@@ -183,8 +181,8 @@ fn run_tool(work: &Path, program: &Path, args: &[&str]) -> Out {
         .stderr(File::create(&err_path).expect("err"))
         .spawn()
         .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-    let status = support::wait_bounded(&mut child, Duration::from_secs(30));
-    let (stdout, stderr) = (support::read_lossy(&out_path), support::read_lossy(&err_path));
+    let status = testkit::wait_bounded(&mut child, Duration::from_secs(30));
+    let (stdout, stderr) = (testkit::read_lossy(&out_path), testkit::read_lossy(&err_path));
     assert!(status.is_some(), "{} {args:?} hung for 30 s; stderr:\n{stderr}", program.display());
     Out { ok: status.is_some_and(|s| s.success()), stdout, stderr }
 }
@@ -270,8 +268,8 @@ impl Rig {
         };
         panic!(
             "rig: {what} not reached within 15 s; `iotsafe readers` said:\n{last}\npcscd log:\n{}\nsim log:\n{}",
-            tail(&support::read_lossy(&self.pcscd.log)),
-            support::read_lossy(&self.sim.log)
+            tail(&testkit::read_lossy(&self.pcscd.log)),
+            testkit::read_lossy(&self.sim.log)
         );
     }
 
@@ -316,7 +314,7 @@ fn random_serial() -> Asn1Integer {
 }
 
 /// What the device CA does with a CSR: a leaf for `name` (CN and only SAN dNSName) with
-/// the CSR's public key, EKU clientAuth, SKI and AKI keyid, as support::pki's leaves.
+/// the CSR's public key, EKU clientAuth, SKI and AKI keyid, as testkit::pki's leaves.
 fn issue_from_csr(ca: &Ca, req: &X509Req, name: &str) -> X509 {
     let public = req.public_key().expect("CSR public key");
     let mut subject = X509NameBuilder::new().expect("name");

@@ -7,15 +7,13 @@
 //! FreeRADIUS 3.2.1, so the hook stops TLS 1.3 tickets: those clients re-authenticate with
 //! a full handshake. The shipped eap-dane offers both versions; the supplicant picks.
 
-mod support;
-
 use std::time::Duration;
 
-use support::eapol::{self, EapolResult, TlsVersion};
-use support::pki::CAR54;
-use support::radiusd::{Lab, Options};
-use support::relay::Relay;
-use support::trustmap::line_policy;
+use testkit::eapol::{self, EapolResult, TlsVersion};
+use testkit::pki::CAR54;
+use testkit::radiusd::{Lab, Options};
+use testkit::relay::Relay;
+use testkit::trustmap::line_policy;
 
 const CARS_WIFI: &str = "Cars-WiFi";
 

@@ -3,8 +3,6 @@
 //! from an insecure zone, bogus signatures, a rogue CA copying another's subject and key
 //! id, malformed and unusable records, expired certificates, DNS and CA server outages.
 
-mod support;
-
 use std::path::Path;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -17,10 +15,10 @@ use rlm_rust::model::trustmap::TrustMap;
 use rlm_rust::sync::discover::NameReport;
 use rlm_rust::sync::engine::{Engine, SyncThread};
 use std::sync::Arc;
-use support::capki::{self, Issued, Spec};
-use support::dns::{DnsServer, Zone};
-use support::https::{HttpsServer, WebPki};
-use support::stack::well_known_name;
+use testkit::capki::{self, Issued, Spec};
+use testkit::dns::{DnsServer, Zone};
+use testkit::https::{HttpsServer, WebPki};
+use testkit::stack::well_known_name;
 
 const CARS: &str = "cars.example";
 const METERS: &str = "meters.example";
@@ -461,9 +459,9 @@ fn unreachable_ca_server_is_a_transient_failure_not_a_revocation() {
     assert!(!logs_matching("ca-down", "withdrawn").is_empty(), "a missing CA is definitive");
 
     let path = format!("/.well-known/ca/{}", well_known_name(&cars.cert));
-    w.web.route(&path, support::https::Route::Stall(Duration::from_secs(3)));
+    w.web.route(&path, testkit::https::Route::Stall(Duration::from_secs(3)));
     let plain = format!("/.well-known/ca/{}.pem", hex::encode(cars.ski()));
-    w.web.route(&plain, support::https::Route::Stall(Duration::from_secs(3)));
+    w.web.route(&plain, testkit::https::Route::Stall(Duration::from_secs(3)));
     let mut e = w.engine("ca-stall", &[]);
     e.set_policy(policy(&[name]));
     let (map, _) = sync(&rt, &mut e);
@@ -638,7 +636,7 @@ fn a_flood_of_new_names_stays_within_the_caps_and_never_delays_a_withdrawal() {
     let lines = format!("SSID1|{car1}\nSSID1|*._device.meters.example\n");
     let (sync, cell) = w.thread("flood", &lines, &extra);
     let has = |n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
-    assert!(support::poll_until(Duration::from_secs(10), || has(car1)), "car1 never published");
+    assert!(testkit::poll_until(Duration::from_secs(10), || has(car1)), "car1 never published");
 
     let start = Instant::now();
     let mut sent = 0;
@@ -663,7 +661,7 @@ fn a_flood_of_new_names_stays_within_the_caps_and_never_delays_a_withdrawal() {
     }
     let elapsed = start.elapsed().as_secs_f64();
     if gone_after.is_none() {
-        assert!(support::poll_until(Duration::from_secs(5), || !has(car1)), "car1 never withdrawn");
+        assert!(testkit::poll_until(Duration::from_secs(5), || !has(car1)), "car1 never withdrawn");
         gone_after = withdrawn_at.map(|t| t.elapsed());
     }
     let gone = gone_after.unwrap();
@@ -695,7 +693,7 @@ fn a_hostile_zone_cannot_hold_back_another_names_withdrawal() {
         body.push_str(&format!("evil._device 2 TLSA 4 1 1 {}\n", sha256_hex(&i.to_be_bytes())));
     }
     let w = World::with_zones(vec![Zone::signed("hostile.example", &body).with_ttl(2)]);
-    w.web_b.route_all(support::https::Route::Dribble(Duration::from_secs(1)));
+    w.web_b.route_all(testkit::https::Route::Dribble(Duration::from_secs(1)));
     let cars = org("Cars");
     w.serve_ca(&cars);
     let car1 = "car1._device.cars.example";
@@ -703,14 +701,14 @@ fn a_hostile_zone_cannot_hold_back_another_names_withdrawal() {
     let lines = format!("SSID1|{car1}\nSSID1|evil._device.hostile.example\n");
     let (sync, cell) = w.thread("hostile", &lines, &[("name_timeout", "4"), ("https_timeout", "2")]);
     let has = |n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
-    assert!(support::poll_until(Duration::from_secs(10), || has(car1)), "car1 never published");
+    assert!(testkit::poll_until(Duration::from_secs(10), || has(car1)), "car1 never published");
     // The hostile name is being looked up now.
-    assert!(support::poll_until(Duration::from_secs(5), || sync.stats().refresh_in_flight >= 1));
+    assert!(testkit::poll_until(Duration::from_secs(5), || sync.stats().refresh_in_flight >= 1));
     let removed = Instant::now();
     w.dns.remove(CARS, "car1._device", "TLSA");
-    assert!(support::poll_until(Duration::from_secs(10), || !has(car1)), "car1 never withdrawn");
+    assert!(testkit::poll_until(Duration::from_secs(10), || !has(car1)), "car1 never withdrawn");
     let took = removed.elapsed();
-    assert!(support::poll_until(Duration::from_secs(10), || sync.stats().timeouts >= 1), "{:?}", sync.stats());
+    assert!(testkit::poll_until(Duration::from_secs(10), || sync.stats().timeouts >= 1), "{:?}", sync.stats());
     eprintln!("hostile zone: withdrawal visible after {took:.2?}; stats {:?}", sync.stats());
     assert!(took <= Duration::from_secs(2 + 3), "the withdrawal took {took:?}");
     assert!(!has("evil._device.hostile.example"));
@@ -734,7 +732,7 @@ fn a_policy_url_is_followed_conditionally_and_its_last_good_copy_survives_the_se
     };
     let path = "/policy.json";
     let serve = |server: &HttpsServer, body: String, etag: &str| {
-        server.route(path, support::https::Route::Versioned { body: body.into_bytes(), etag: etag.into() })
+        server.route(path, testkit::https::Route::Versioned { body: body.into_bytes(), etag: etag.into() })
     };
     let web = HttpsServer::start_at(&w.pki, None, w.policy_addr);
     serve(&web, doc(&[car1]), "v1");
@@ -742,21 +740,21 @@ fn a_policy_url_is_followed_conditionally_and_its_last_good_copy_survives_the_se
     let opts = [("policy", url.as_str()), ("policy_refresh", "200ms")];
     let (mut sync, cell) = w.thread("url", "", &opts);
     let has = |cell: &SnapshotCell, n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
-    assert!(support::poll_until(Duration::from_secs(10), || has(&cell, car1)), "car1 never published");
-    assert!(support::poll_until(Duration::from_secs(5), || web.not_modified(path) >= 2), "no conditional request");
+    assert!(testkit::poll_until(Duration::from_secs(10), || has(&cell, car1)), "car1 never published");
+    assert!(testkit::poll_until(Duration::from_secs(5), || web.not_modified(path) >= 2), "no conditional request");
     assert!(!has(&cell, car2));
 
     // A new version, one of its entries bad: applied, the bad entry reported.
     serve(&web, doc(&[car1, car2, "not a name"]), "v2");
-    assert!(support::poll_until(Duration::from_secs(10), || has(&cell, car2)), "v2 never applied");
+    assert!(testkit::poll_until(Duration::from_secs(10), || has(&cell, car2)), "v2 never applied");
     assert!(!logs_matching("url", "not a name").is_empty(), "the bad entry was not reported");
 
     // A document that does not parse, then no server at all: the last good policy stays.
     serve(&web, "{\"roles\": [".into(), "broken");
-    assert!(support::poll_until(Duration::from_secs(5), || !logs_matching("url", "keeping the last good policy")
+    assert!(testkit::poll_until(Duration::from_secs(5), || !logs_matching("url", "keeping the last good policy")
         .is_empty()));
     drop(web);
-    assert!(support::poll_until(Duration::from_secs(5), || !logs_matching("url", "Connection refused").is_empty()));
+    assert!(testkit::poll_until(Duration::from_secs(5), || !logs_matching("url", "Connection refused").is_empty()));
     assert!(has(&cell, car1) && has(&cell, car2), "a failed fetch changed the policy");
 
     // radiusd restarts while the server is away: the kept copy is the policy.
@@ -764,7 +762,7 @@ fn a_policy_url_is_followed_conditionally_and_its_last_good_copy_survives_the_se
     std::fs::remove_file(w.path("url.json")).unwrap();
     let (mut sync, cell) = w.thread("url", "", &opts);
     assert!(
-        support::poll_until(Duration::from_secs(10), || has(&cell, car1) && has(&cell, car2)),
+        testkit::poll_until(Duration::from_secs(10), || has(&cell, car1) && has(&cell, car2)),
         "the kept policy was not used"
     );
     assert!(!logs_matching("url", "starting from the copy kept from the last fetch").is_empty());
@@ -772,7 +770,7 @@ fn a_policy_url_is_followed_conditionally_and_its_last_good_copy_survives_the_se
     // The server comes back with a version without car1.
     let web = HttpsServer::start_at(&w.pki, None, w.policy_addr);
     serve(&web, doc(&[car2]), "v3");
-    assert!(support::poll_until(Duration::from_secs(10), || !has(&cell, car1)), "v3 never applied");
+    assert!(testkit::poll_until(Duration::from_secs(10), || !has(&cell, car1)), "v3 never applied");
     assert!(has(&cell, car2));
     assert!(!logs_matching("url", "answering again").is_empty());
     assert_eq!(logs_matching("url", "Connection refused").len(), 2, "one report per outage and restart");
@@ -793,17 +791,17 @@ fn a_trust_map_file_that_cannot_be_written_does_not_hold_back_a_withdrawal() {
     let lines = format!("SSID1|{car1}\nSSID1|{car2}\n");
     let (mut sync, cell) = w.thread("diskfail", &lines, &[("persist_interval", "1")]);
     let has = |n: &str| cell.load().as_ref().is_some_and(|m| !m.associations(n).is_empty());
-    assert!(support::poll_until(Duration::from_secs(10), || has(car1) && has(car2)), "never published");
+    assert!(testkit::poll_until(Duration::from_secs(10), || has(car1) && has(car2)), "never published");
 
     // The file's place is taken by a directory: every rename onto it fails.
     let file = w.path("diskfail.json");
     std::fs::remove_file(&file).unwrap();
     std::fs::create_dir(&file).unwrap();
     w.dns.remove(CARS, "car1._device", "TLSA");
-    assert!(support::poll_until(Duration::from_secs(10), || !has(car1)), "the failed write held the withdrawal back");
+    assert!(testkit::poll_until(Duration::from_secs(10), || !has(car1)), "the failed write held the withdrawal back");
     assert!(has(car2));
     assert!(
-        support::poll_until(Duration::from_secs(5), || !logs_matching("diskfail", "diskfail.json").is_empty()),
+        testkit::poll_until(Duration::from_secs(5), || !logs_matching("diskfail", "diskfail.json").is_empty()),
         "the failed write was not reported"
     );
 
@@ -811,7 +809,7 @@ fn a_trust_map_file_that_cannot_be_written_does_not_hold_back_a_withdrawal() {
     std::fs::remove_dir(&file).unwrap();
     let on_disk = || TrustMap::load(Path::new(&file)).ok();
     assert!(
-        support::poll_until(Duration::from_secs(15), || on_disk()
+        testkit::poll_until(Duration::from_secs(15), || on_disk()
             .is_some_and(|m| m.associations(car1).is_empty() && !m.associations(car2).is_empty())),
         "the trust map file never caught up"
     );
@@ -850,9 +848,9 @@ fn a_large_trust_map_is_written_off_the_sync_thread_and_complete_at_stop() {
 
     let (mut sync, cell) = w.thread("big", &lines, &[]);
     let generation = || cell.load().as_ref().map_or(0, |m| m.generation);
-    assert!(support::poll_until(Duration::from_secs(20), || generation() > 5), "the restored map was not served");
+    assert!(testkit::poll_until(Duration::from_secs(20), || generation() > 5), "the restored map was not served");
     let on_disk = || TrustMap::load(Path::new(&file)).map_or(0, |m| m.generation);
-    assert!(support::poll_until(Duration::from_secs(30), || on_disk() > 5), "the file never caught up");
+    assert!(testkit::poll_until(Duration::from_secs(30), || on_disk() > 5), "the file never caught up");
     sync.stop();
     assert_eq!(on_disk(), generation(), "on stop the file holds the last published generation");
     assert!(logs_matching("big", "writer panicked").is_empty());

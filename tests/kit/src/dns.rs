@@ -16,7 +16,6 @@
 //! (knot re-signs on commit); each helper waits until the change is visible over DNS.
 //!
 //! Every external command runs with a time limit; knotd is killed on drop.
-#![allow(dead_code)]
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

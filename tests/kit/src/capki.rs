@@ -1,7 +1,6 @@
 //! Certificate factory for CA-chain tests: every field an attacker could play with is a
 //! knob (subject, key, key ids, CA flag, path length, key usage, EKU, SAN, validity), so
 //! tests can build legitimate chains and their forgeries with the system OpenSSL.
-#![allow(dead_code)]
 
 use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};

@@ -6,10 +6,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The `rlm-rust` binary cargo built for this test run (tests and benches get its path
-/// from cargo; the demo example finds it beside its own directory).
+/// The `rlm-rust` binary cargo built for this test run: cargo tells tests and benches its
+/// path (`CARGO_BIN_EXE_rlm-rust`, set while they run); otherwise (the demo example) it is
+/// beside the directory of the running executable (`target/<profile>/`).
 pub fn cli() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_rlm-rust") {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_rlm-rust") {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe");

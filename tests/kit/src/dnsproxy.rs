@@ -6,7 +6,6 @@
 //! Answers are relayed unchanged (DNSSEC validation still runs in the module against
 //! knotd's signatures). Every wait is bounded; the listeners stop on drop, relaying
 //! threads end with their connections.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

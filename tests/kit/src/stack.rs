@@ -56,6 +56,8 @@ pub struct StackOptions {
 impl Stack {
     /// Starts DNS and HTTPS, publishes both organisations' CAs, and prepares (but does
     /// not start) radiusd with the sync enabled and an empty CA set. Zones are NSEC-signed.
+    // No Default: starting servers is not a default value.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Stack {
         Stack::with(StackOptions::default())
     }

@@ -5,7 +5,6 @@
 //!
 //! Every socket has read/write timeouts and every sleep polls the stop flag, so dropping
 //! the server stops and joins all its threads within a few seconds.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -142,7 +141,6 @@ struct Shared {
 pub struct HttpsServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    docroot: Option<PathBuf>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -172,7 +170,7 @@ impl HttpsServer {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared::default());
-        let (sh, root) = (shared.clone(), docroot.clone());
+        let (sh, root) = (shared.clone(), docroot);
         let accept = std::thread::spawn(move || {
             while !sh.stop.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -191,7 +189,7 @@ impl HttpsServer {
                 }
             }
         });
-        HttpsServer { addr, shared, docroot, accept: Some(accept) }
+        HttpsServer { addr, shared, accept: Some(accept) }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -3,8 +3,10 @@
 //! `eapol_test` supplicants, and trust maps written by the real `rlm-rust` CLI.
 //! Nothing is mocked. Every wait is bounded; every process is killed on drop.
 //!
-//! Used by integration tests as `mod support;`. Each test gets its own temp dir and port,
-//! so tests run in parallel.
+//! The root crate's tests, benches and examples use it as the dev-dependency `testkit`
+//! (`use testkit::pki::...`). Each test gets its own temp dir and port, so tests run in
+//! parallel. It does not link rlm_rust: the module is driven from outside (the built .so,
+//! the `rlm-rust` CLI, DNS, HTTPS and RADIUS on loopback).
 //!
 //! Environment knobs:
 //! - `RLM_RUST_SO`: the module to load (default: `target/<profile>/librlm_rust.so`, found
@@ -14,7 +16,6 @@
 //!   print its path, for a post-mortem;
 //! - `RLM_RUST_SKIP_EAP_TLS=1`: skip the radiusd tests (machines without freeradius or
 //!   eapol_test; without it a missing tool fails the test).
-#![allow(dead_code)]
 
 pub mod capki;
 pub mod dns;
@@ -28,9 +29,15 @@ pub mod relay;
 pub mod stack;
 pub mod trustmap;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
+
+/// The repository's top directory (this crate lives in `tests/kit/`).
+pub fn repo_root() -> PathBuf {
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    kit.parent().and_then(Path::parent).expect("tests/kit has a repository above it").to_path_buf()
+}
 
 /// Waits for `child` at most `limit`; kills it (and reaps it) when the limit is hit.
 /// Returns None on timeout.

@@ -31,7 +31,7 @@ use super::pki::{self, Device, TestPki};
 
 /// The repo's `raddb/` directory.
 pub fn shipped_raddb() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("raddb")
+    super::repo_root().join("raddb")
 }
 
 fn shipped(rel: &str) -> String {
