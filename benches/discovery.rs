@@ -61,6 +61,7 @@ use testkit::dnsproxy::TLSA;
 use testkit::eapol::{self, for_each_tls_version, EapolResult, TlsVersion};
 use testkit::fleet::{decision, nsec3, Fleet, PENDING, WAIT};
 use testkit::pki::Device;
+use testkit::skip;
 use testkit::stack::StackOptions;
 
 const ZONE: &str = "fleet.example";
@@ -82,14 +83,6 @@ const ACCESS_REJECT: u8 = 3;
 
 fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
-}
-
-fn skip() -> bool {
-    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
-        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
-        return true;
-    }
-    false
 }
 
 fn env_u64(key: &str, default: u64) -> u64 {

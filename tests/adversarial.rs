@@ -45,15 +45,8 @@ use rlm_rust::model::pki::oneline;
 use testkit::eapol::{for_each_tls_version, Credential, Supplicant};
 use testkit::pki::{Ca, Device, LeafSpec};
 use testkit::radiusd::{Lab, Options, Radiusd};
+use testkit::skip;
 use testkit::trustmap::{json_policy, Role};
-
-fn skip() -> bool {
-    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
-        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
-        return true;
-    }
-    false
-}
 
 fn ec_key() -> PKey<Private> {
     PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap()

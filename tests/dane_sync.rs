@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use openssl::x509::X509;
 use testkit::eapol::for_each_tls_version;
 use testkit::pki::{Device, LeafSpec, CAR54, METER7};
+use testkit::skip;
 use testkit::stack::{Stack, CARS, METERS, TTL};
 
 const CARS_WIFI: &str = "Cars-WiFi";
@@ -20,14 +21,6 @@ const METERS_WIFI: &str = "Meters-WiFi";
 /// sync poll; anything beyond this bound is a bug in the refresh schedule.
 fn revocation_bound() -> Duration {
     Duration::from_secs(u64::from(TTL) + 3)
-}
-
-fn skip() -> bool {
-    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
-        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
-        return true;
-    }
-    false
 }
 
 #[test]

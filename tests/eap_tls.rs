@@ -26,8 +26,7 @@ const GUEST_WIFI: &str = "Guest-WiFi";
 
 /// Whether to skip (explicitly asked, so a missing tool never silently passes CI).
 fn skip() -> bool {
-    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
-        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
+    if testkit::skip() {
         return true;
     }
     for p in ["freeradius", "eapol_test"] {

@@ -25,6 +25,7 @@ use testkit::fleet::{
     PENDING, WAIT,
 };
 use testkit::pki::Device;
+use testkit::skip;
 use testkit::stack::{StackOptions, CARS, METERS, TTL};
 
 const METERS_WIFI: &str = "Meters-WiFi";
@@ -47,14 +48,6 @@ const NOT_ALLOWED: &str = "reason=name not allowed on SSID";
 /// How long the forwarder holds a slowed name's queries: longer than a whole EAP-TLS
 /// handshake on loopback (tens of ms), well under the module's DNS timeout (1 s).
 const SLOW_DNS: Duration = Duration::from_millis(500);
-
-fn skip() -> bool {
-    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
-        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
-        return true;
-    }
-    false
-}
 
 /// The first device of a fleet: nothing of the domain is in the CA set or the trust map
 /// yet. Its DNS answer is slowed beyond the handshake, so the first attempt is decided

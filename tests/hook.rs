@@ -9,17 +9,10 @@ use std::time::Duration;
 use testkit::eapol::for_each_tls_version;
 use testkit::pki::CAR54;
 use testkit::radiusd::{free_udp_port, Lab, Options};
+use testkit::skip;
 use testkit::trustmap::line_policy;
 
 const CARS_WIFI: &str = "Cars-WiFi";
-
-fn skip() -> bool {
-    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
-        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
-        return true;
-    }
-    false
-}
 
 /// `freeradius -C` with `opts`; asserts it refuses to start and that the error line names
 /// every word of `names` (the option, the value, what was missing).

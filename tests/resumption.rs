@@ -13,17 +13,10 @@ use testkit::eapol::{self, EapolResult, TlsVersion};
 use testkit::pki::CAR54;
 use testkit::radiusd::{Lab, Options};
 use testkit::relay::Relay;
+use testkit::skip;
 use testkit::trustmap::line_policy;
 
 const CARS_WIFI: &str = "Cars-WiFi";
-
-fn skip() -> bool {
-    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
-        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
-        return true;
-    }
-    false
-}
 
 fn assert_all_accepted(r: &EapolResult, auths: usize) {
     assert!(r.accepted, "eapol_test failed:\n{}", r.tail());

@@ -39,6 +39,16 @@ pub fn repo_root() -> PathBuf {
     kit.parent().and_then(Path::parent).expect("tests/kit has a repository above it").to_path_buf()
 }
 
+/// Whether to skip a test that needs radiusd and its tools: only when explicitly asked
+/// (`RLM_RUST_SKIP_EAP_TLS`), so a missing tool never silently passes CI.
+pub fn skip() -> bool {
+    if std::env::var_os("RLM_RUST_SKIP_EAP_TLS").is_some() {
+        eprintln!("RLM_RUST_SKIP_EAP_TLS set: skipping");
+        return true;
+    }
+    false
+}
+
 /// Waits for `child` at most `limit`; kills it (and reaps it) when the limit is hit.
 /// Returns None on timeout.
 pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
