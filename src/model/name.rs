@@ -3,43 +3,30 @@
 //! A name arrives from attackers (User-Name) and from operators (policy files), so it is
 //! validated once, normalised (lower case, no trailing dot) and then compared as bytes.
 
-use std::fmt;
-
 /// Longest presentation-form DNS name without the trailing dot (RFC 1035 limit).
 pub const MAX_NAME_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
 
 /// Why a string is not a device identity name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    #[error("empty name")]
     Empty,
+    #[error("name is {0} bytes, longer than {MAX_NAME_LEN}")]
     TooLong(usize),
+    #[error("empty label (two dots in a row, or a leading dot)")]
     EmptyLabel,
+    #[error("label {0:?} is longer than {MAX_LABEL_LEN} bytes")]
     LabelTooLong(String),
+    #[error("character {0:?} is not allowed in a DNS name")]
     BadCharacter(char),
+    #[error("label {0:?} starts or ends with '-'")]
     HyphenAtLabelEdge(String),
+    #[error("a device name needs at least two labels")]
     SingleLabel,
+    #[error("an IP address is not a device name")]
     IpAddress,
 }
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameError::Empty => write!(f, "empty name"),
-            NameError::TooLong(n) => write!(f, "name is {n} bytes, longer than {MAX_NAME_LEN}"),
-            NameError::EmptyLabel => write!(f, "empty label (two dots in a row, or a leading dot)"),
-            NameError::LabelTooLong(l) => {
-                write!(f, "label {l:?} is longer than {MAX_LABEL_LEN} bytes")
-            }
-            NameError::BadCharacter(c) => write!(f, "character {c:?} is not allowed in a DNS name"),
-            NameError::HyphenAtLabelEdge(l) => write!(f, "label {l:?} starts or ends with '-'"),
-            NameError::SingleLabel => write!(f, "a device name needs at least two labels"),
-            NameError::IpAddress => write!(f, "an IP address is not a device name"),
-        }
-    }
-}
-
-impl std::error::Error for NameError {}
 
 /// Validates `input` as a device name and returns its normalised form.
 ///

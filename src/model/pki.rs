@@ -8,7 +8,6 @@
 
 use std::cmp::Ordering;
 use std::ffi::CStr;
-use std::fmt;
 
 use foreign_types::ForeignTypeRef;
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
@@ -35,37 +34,17 @@ extern "C" {
 const ONELINE_BUF: usize = 1024;
 
 /// Errors reading certificates.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    #[error("cannot parse certificate: {0}")]
     Parse(String),
-    NameNotInSan {
-        name: String,
-        sans: Vec<String>,
-    },
+    #[error("name {name} is not among the certificate's SAN dNSNames {sans:?}")]
+    NameNotInSan { name: String, sans: Vec<String> },
     /// OpenSSL's verification refused the chain (the reason as OpenSSL words it).
+    #[error("the chain does not verify: {0}")]
     Unverified(String),
-    OpenSsl(openssl::error::ErrorStack),
-}
-
-impl fmt::Display for PkiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PkiError::Parse(m) => write!(f, "cannot parse certificate: {m}"),
-            PkiError::NameNotInSan { name, sans } => {
-                write!(f, "name {name} is not among the certificate's SAN dNSNames {sans:?}")
-            }
-            PkiError::Unverified(why) => write!(f, "the chain does not verify: {why}"),
-            PkiError::OpenSsl(e) => write!(f, "OpenSSL: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for PkiError {}
-
-impl From<openssl::error::ErrorStack> for PkiError {
-    fn from(e: openssl::error::ErrorStack) -> Self {
-        PkiError::OpenSsl(e)
-    }
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
 }
 
 /// The certificate's SubjectPublicKeyInfo, DER, as encoded in the certificate.

@@ -116,19 +116,12 @@ impl Default for TrustMap {
 }
 
 /// Why a snapshot file was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {reason}")]
 pub struct LoadError {
     pub file: String,
     pub reason: String,
 }
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.file, self.reason)
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 /// Whether a snapshot under `policy` keeps `entry` for `name`: the name is allowed (an
 /// exact entry, or under a domain entry), and an entry saying "nothing published" is kept

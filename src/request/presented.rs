@@ -11,8 +11,6 @@
 //! without allocating: it runs on every request. [`CapturedChain`] computes the same
 //! digests from certificates, for the operator CLI, tests and benches.
 
-use std::fmt;
-
 use openssl::x509::X509;
 
 use crate::model::association::VerifiedChain;
@@ -47,21 +45,14 @@ pub struct PresentedCert<'a> {
 }
 
 /// Why a capture cannot be used. A malformed capture is never "partly" trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureError {
     /// No captured attribute at all: the hook did not run for this session.
+    #[error("no certificate captured from the TLS handshake")]
     Absent,
     /// Present but inconsistent; the text says what.
+    #[error("captured certificate malformed ({0})")]
     Malformed(&'static str),
-}
-
-impl fmt::Display for CaptureError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CaptureError::Absent => f.write_str("no certificate captured from the TLS handshake"),
-            CaptureError::Malformed(what) => write!(f, "captured certificate malformed ({what})"),
-        }
-    }
 }
 
 /// The raw values of the captured attributes, in list order.

@@ -15,7 +15,6 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -31,37 +30,35 @@ pub const FILE_MODE: u32 = 0o644;
 /// Mode of the `ca_path` directory.
 pub const DIR_MODE: u32 = 0o755;
 /// Why a CA was refused or the set could not be stored or loaded.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum CaSetError {
     /// Not basicConstraints CA:TRUE.
-    NotCa {
-        subject: String,
-    },
+    #[error("{subject} is neither a CA certificate nor a self-signed device certificate")]
+    NotCa { subject: String },
     /// No Subject Key Identifier: the set (and the AKI walk) needs one.
-    NoKeyId {
-        subject: String,
-    },
+    #[error("CA {subject} has no subject key identifier")]
+    NoKeyId { subject: String },
     /// Probable attack: a certificate with this subject DN and key id but a different
     /// public key is in the set. OpenSSL could not tell them apart when it looks for the
     /// issuer of a certificate naming that DN and key id.
-    IdentityCollision {
-        subject: String,
-        key_id: String,
-    },
-    Io {
-        path: PathBuf,
-        message: String,
-    },
-    Parse {
-        path: PathBuf,
-        message: String,
-    },
+    #[error(
+        "CA {subject} (key id {key_id}) refused: a CA with that subject DN and key id \
+         but a different key is already in the set"
+    )]
+    IdentityCollision { subject: String, key_id: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a certificate file: {message}")]
+    Parse { path: PathBuf, message: String },
     /// A certificate loaded from `path` was refused.
+    #[error("{path}: {error}")]
     InFile {
         path: PathBuf,
+        #[source]
         error: Box<CaSetError>,
     },
-    OpenSsl(String),
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
 }
 
 impl CaSetError {
@@ -75,40 +72,8 @@ impl CaSetError {
     }
 }
 
-impl fmt::Display for CaSetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CaSetError::NotCa { subject } => {
-                write!(f, "{subject} is neither a CA certificate nor a self-signed device certificate")
-            }
-            CaSetError::NoKeyId { subject } => {
-                write!(f, "CA {subject} has no subject key identifier")
-            }
-            CaSetError::IdentityCollision { subject, key_id } => write!(
-                f,
-                "CA {subject} (key id {key_id}) refused: a CA with that subject DN and key id \
-                 but a different key is already in the set"
-            ),
-            CaSetError::Io { path, message } => write!(f, "{}: {message}", path.display()),
-            CaSetError::Parse { path, message } => {
-                write!(f, "{}: not a certificate file: {message}", path.display())
-            }
-            CaSetError::InFile { path, error } => write!(f, "{}: {error}", path.display()),
-            CaSetError::OpenSsl(m) => write!(f, "OpenSSL: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for CaSetError {}
-
-impl From<openssl::error::ErrorStack> for CaSetError {
-    fn from(e: openssl::error::ErrorStack) -> Self {
-        CaSetError::OpenSsl(e.to_string())
-    }
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaSetError + '_ {
-    move |e| CaSetError::Io { path: path.to_path_buf(), message: e.to_string() }
+    move |source| CaSetError::Io { path: path.to_path_buf(), source }
 }
 
 /// What [`CaSet::write_ca_path`] did.

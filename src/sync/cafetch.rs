@@ -11,7 +11,6 @@
 //! and one cache, so a CA shared by thousands of device names is fetched once per cycle.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,78 +83,55 @@ impl Default for FetchConfig {
 
 /// Why no CA certificate was obtained. Every network error names the URL; the type is
 /// `Clone` because a cached failure is handed to every name that asks for the same CA.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     /// The fetcher could not be set up (roots file unreadable, empty, client build).
+    #[error("CA fetcher configuration: {0}")]
     Config(String),
     /// The authority host is not a plain DNS host name.
+    #[error("{0:?} is not a valid authority host name")]
     InvalidHost(String),
     /// An empty key id cannot name a file.
+    #[error("empty authority key identifier")]
     EmptyKeyId,
     /// Key ids are hashes (20 or 32 bytes); a longer one only makes an absurd URL.
+    #[error("authority key identifier of {0} bytes (at most {MAX_KEY_ID})")]
     KeyIdTooLong(usize),
     /// Every candidate URL answered 404.
+    #[error("CA certificate not found (404) at {}", .urls.join(" and "))]
     NotFound { urls: Vec<String> },
     /// A status other than 200 and 404.
+    #[error("{url}: HTTP status {status}")]
     Status { url: String, status: u16 },
     /// A 3xx answer. Redirects are never followed: the CA must be at the well-known URL of
     /// the authority host itself (this also ends redirect loops at the first hop).
+    #[error(
+        "{url}: redirect to {} refused (CA certificates must be served directly)",
+        .location.as_deref().unwrap_or("<no Location>")
+    )]
     Redirect { url: String, location: Option<String> },
     /// The body (announced or received) exceeds the limit; reading stopped there.
+    #[error("{url}: body larger than {limit} bytes, not read further")]
     TooLarge { url: String, limit: usize },
     /// The request did not complete within the timeout.
+    #[error("{url}: no complete answer within {after:?}")]
     Timeout { url: String, after: Duration },
     /// Connection, TLS or HTTP protocol failure.
+    #[error("{url}: {message}")]
     Transport { url: String, message: String },
     /// The body is not a certificate (HTML page, garbage, empty).
+    #[error("{url}: not a certificate: {message}")]
     Parse { url: String, message: String },
     /// A certificate, but not the one asked for: its Subject Key Identifier differs.
+    #[error(
+        "{url}: served a certificate with subject key id {} instead of {wanted}",
+        .found.as_deref().unwrap_or("<none>")
+    )]
     WrongCertificate { url: String, wanted: String, found: Option<String> },
     /// The fetcher's request rate limit is spent for now (retried later).
+    #[error("CA fetch limit of {per_second} requests per second reached; retried later")]
     RateLimited { per_second: u32 },
 }
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchError::Config(m) => write!(f, "CA fetcher configuration: {m}"),
-            FetchError::InvalidHost(h) => write!(f, "{h:?} is not a valid authority host name"),
-            FetchError::EmptyKeyId => write!(f, "empty authority key identifier"),
-            FetchError::KeyIdTooLong(n) => {
-                write!(f, "authority key identifier of {n} bytes (at most {MAX_KEY_ID})")
-            }
-            FetchError::NotFound { urls } => {
-                write!(f, "CA certificate not found (404) at {}", urls.join(" and "))
-            }
-            FetchError::Status { url, status } => write!(f, "{url}: HTTP status {status}"),
-            FetchError::Redirect { url, location } => write!(
-                f,
-                "{url}: redirect to {} refused (CA certificates must be served directly)",
-                location.as_deref().unwrap_or("<no Location>")
-            ),
-            FetchError::TooLarge { url, limit } => {
-                write!(f, "{url}: body larger than {limit} bytes, not read further")
-            }
-            FetchError::RateLimited { per_second } => {
-                write!(f, "CA fetch limit of {per_second} requests per second reached; retried later")
-            }
-            FetchError::Timeout { url, after } => {
-                write!(f, "{url}: no complete answer within {after:?}")
-            }
-            FetchError::Transport { url, message } => write!(f, "{url}: {message}"),
-            FetchError::Parse { url, message } => {
-                write!(f, "{url}: not a certificate: {message}")
-            }
-            FetchError::WrongCertificate { url, wanted, found } => write!(
-                f,
-                "{url}: served a certificate with subject key id {} instead of {wanted}",
-                found.as_deref().unwrap_or("<none>")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for FetchError {}
 
 /// Counters for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -12,7 +12,6 @@
 //! builds the chain over HTTPS and ends with it.
 
 use std::cmp::Ordering;
-use std::fmt;
 
 use openssl::x509::{X509Ref, X509};
 
@@ -62,179 +61,85 @@ impl Chain {
 
 /// Why a certificate is not authenticated. Certificates are named by their subject
 /// (`X509_NAME_oneline`, as FreeRADIUS logs them).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ChainError {
+    #[error("empty chain")]
     Empty,
     /// The identity name has no `_label`, so there is no authority host to ask.
+    #[error("{0}: no _label, so no authority host for its CA certificates")]
     NoAuthorityHost(String),
     /// A certificate that is not a root has no AKI key id: its issuer cannot be looked up.
-    NoAuthorityKeyId {
-        subject: String,
-    },
+    #[error("{subject}: no authority key identifier, cannot look up its issuer")]
+    NoAuthorityKeyId { subject: String },
     /// Fetching the issuer of `subject` failed.
+    #[error("issuer of {subject}: {error}")]
     Fetch {
         subject: String,
+        #[source]
         error: FetchError,
     },
     /// `subject`'s signature does not verify with the public key of the certificate
     /// offered as its issuer (e.g. a forged CA copying the real one's DN and key id).
-    BadSignature {
-        subject: String,
-        issuer: String,
-    },
+    #[error(
+        "{subject}: signature does not verify with the key of the CA {issuer} served \
+         for its key id (forged or unrelated CA)"
+    )]
+    BadSignature { subject: String, issuer: String },
     /// `subject`'s issuer DN is not the offered issuer's subject DN.
-    IssuerNameMismatch {
-        subject: String,
-        issuer: String,
-    },
+    #[error("{subject}: issuer DN differs from the subject of the CA served for it ({issuer})")]
+    IssuerNameMismatch { subject: String, issuer: String },
     /// `subject`'s AKI is not the offered issuer's SKI.
-    KeyIdMismatch {
-        subject: String,
-        issuer: String,
-    },
+    #[error("{subject}: authority key id differs from the subject key id of {issuer}")]
+    KeyIdMismatch { subject: String, issuer: String },
     /// An issuer without basicConstraints CA:TRUE.
-    NotCa {
-        subject: String,
-    },
+    #[error("{subject}: issuer is not a CA (basicConstraints CA:TRUE missing)")]
+    NotCa { subject: String },
     /// An issuer whose keyUsage lacks keyCertSign.
-    NoCertSign {
-        subject: String,
-    },
+    #[error("{subject}: issuer's keyUsage does not allow keyCertSign")]
+    NoCertSign { subject: String },
     /// An issuer's pathLenConstraint allows fewer CAs below it than the chain has.
-    PathLen {
-        subject: String,
-        path_len: u32,
-        below: usize,
-    },
+    #[error("{subject}: pathLenConstraint {path_len} but {below} CA(s) below it")]
+    PathLen { subject: String, path_len: u32, below: usize },
     /// The walk came back to a key id (or certificate) it had already seen.
-    Loop {
-        subject: String,
-        key_id: String,
-    },
+    #[error("{subject}: chain loops (key id {key_id} seen twice)")]
+    Loop { subject: String, key_id: String },
     /// More CAs than `max_depth` before reaching a root.
-    TooDeep {
-        max_depth: usize,
-    },
+    #[error("no root within {max_depth} CA certificates")]
+    TooDeep { max_depth: usize },
     /// A certificate outside its validity period.
-    Expired {
-        subject: String,
-        not_before: String,
-        not_after: String,
-    },
-    NotYetValid {
-        subject: String,
-        not_before: String,
-        not_after: String,
-    },
+    #[error("{subject}: expired (valid from {not_before} until {not_after})")]
+    Expired { subject: String, not_before: String, not_after: String },
+    #[error("{subject}: not yet valid (valid from {not_before} until {not_after})")]
+    NotYetValid { subject: String, not_before: String, not_after: String },
     /// Extensions OpenSSL could not parse (OpenSSL would refuse the certificate).
-    InvalidExtensions {
-        subject: String,
-    },
+    #[error("{subject}: malformed extensions")]
+    InvalidExtensions { subject: String },
     /// A critical extension OpenSSL does not handle (OpenSSL would refuse it).
-    UnhandledCriticalExtension {
-        subject: String,
-    },
+    #[error("{subject}: unhandled critical extension")]
+    UnhandledCriticalExtension { subject: String },
     /// The device certificate is a CA.
-    LeafIsCa {
-        subject: String,
-    },
+    #[error("{subject}: a device certificate must not be a CA")]
+    LeafIsCa { subject: String },
     /// The device certificate's extendedKeyUsage lacks clientAuth.
-    LeafNotClientAuth {
-        subject: String,
-    },
+    #[error("{subject}: extendedKeyUsage does not include clientAuth")]
+    LeafNotClientAuth { subject: String },
     /// The device certificate's keyUsage allows neither digitalSignature nor keyAgreement.
-    LeafKeyUsage {
-        subject: String,
-    },
+    #[error("{subject}: keyUsage allows neither digitalSignature nor keyAgreement")]
+    LeafKeyUsage { subject: String },
     /// The chain does not end at a self-signed root.
-    NoRoot {
-        subject: String,
-    },
+    #[error("chain ends at {subject}, which is not a self-signed root")]
+    NoRoot { subject: String },
     /// A self-signed root in the middle of the chain.
-    RootNotLast {
-        subject: String,
-    },
+    #[error("self-signed {subject} is not the last certificate of the chain")]
+    RootNotLast { subject: String },
     /// The identity name is not in the leaf's SAN dNSNames.
-    NameBinding(PkiError),
-    OpenSsl(String),
-}
-
-impl fmt::Display for ChainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChainError::Empty => write!(f, "empty chain"),
-            ChainError::NoAuthorityHost(n) => {
-                write!(f, "{n}: no _label, so no authority host for its CA certificates")
-            }
-            ChainError::NoAuthorityKeyId { subject } => {
-                write!(f, "{subject}: no authority key identifier, cannot look up its issuer")
-            }
-            ChainError::Fetch { subject, error } => {
-                write!(f, "issuer of {subject}: {error}")
-            }
-            ChainError::BadSignature { subject, issuer } => write!(
-                f,
-                "{subject}: signature does not verify with the key of the CA {issuer} served \
-                 for its key id (forged or unrelated CA)"
-            ),
-            ChainError::IssuerNameMismatch { subject, issuer } => {
-                write!(f, "{subject}: issuer DN differs from the subject of the CA served for it ({issuer})")
-            }
-            ChainError::KeyIdMismatch { subject, issuer } => {
-                write!(f, "{subject}: authority key id differs from the subject key id of {issuer}")
-            }
-            ChainError::NotCa { subject } => {
-                write!(f, "{subject}: issuer is not a CA (basicConstraints CA:TRUE missing)")
-            }
-            ChainError::NoCertSign { subject } => {
-                write!(f, "{subject}: issuer's keyUsage does not allow keyCertSign")
-            }
-            ChainError::PathLen { subject, path_len, below } => {
-                write!(f, "{subject}: pathLenConstraint {path_len} but {below} CA(s) below it")
-            }
-            ChainError::Loop { subject, key_id } => write!(f, "{subject}: chain loops (key id {key_id} seen twice)"),
-            ChainError::TooDeep { max_depth } => {
-                write!(f, "no root within {max_depth} CA certificates")
-            }
-            ChainError::Expired { subject, not_before, not_after } => {
-                write!(f, "{subject}: expired (valid from {not_before} until {not_after})")
-            }
-            ChainError::NotYetValid { subject, not_before, not_after } => {
-                write!(f, "{subject}: not yet valid (valid from {not_before} until {not_after})")
-            }
-            ChainError::InvalidExtensions { subject } => {
-                write!(f, "{subject}: malformed extensions")
-            }
-            ChainError::UnhandledCriticalExtension { subject } => {
-                write!(f, "{subject}: unhandled critical extension")
-            }
-            ChainError::LeafIsCa { subject } => {
-                write!(f, "{subject}: a device certificate must not be a CA")
-            }
-            ChainError::LeafNotClientAuth { subject } => {
-                write!(f, "{subject}: extendedKeyUsage does not include clientAuth")
-            }
-            ChainError::LeafKeyUsage { subject } => {
-                write!(f, "{subject}: keyUsage allows neither digitalSignature nor keyAgreement")
-            }
-            ChainError::NoRoot { subject } => {
-                write!(f, "chain ends at {subject}, which is not a self-signed root")
-            }
-            ChainError::RootNotLast { subject } => {
-                write!(f, "self-signed {subject} is not the last certificate of the chain")
-            }
-            ChainError::NameBinding(e) => write!(f, "name binding: {e}"),
-            ChainError::OpenSsl(m) => write!(f, "OpenSSL: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for ChainError {}
-
-impl From<openssl::error::ErrorStack> for ChainError {
-    fn from(e: openssl::error::ErrorStack) -> Self {
-        ChainError::OpenSsl(e.to_string())
-    }
+    #[error("name binding: {0}")]
+    NameBinding(#[source] PkiError),
+    /// A certificate's validity dates could not be read.
+    #[error("OpenSSL: {0}")]
+    Validity(#[source] PkiError),
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
 }
 
 /// Builds and checks the chain of the PKIX-CD certificate `leaf` published at `name`.
@@ -452,8 +357,8 @@ fn check_leaf(leaf: &X509Ref) -> Result<(), ChainError> {
 }
 
 fn check_validity(cert: &X509Ref, now: i64) -> Result<(), ChainError> {
-    let not_before = pki::unix_time(cert.not_before()).map_err(pki_err)?;
-    let not_after = pki::unix_time(cert.not_after()).map_err(pki_err)?;
+    let not_before = pki::unix_time(cert.not_before()).map_err(ChainError::Validity)?;
+    let not_after = pki::unix_time(cert.not_after()).map_err(ChainError::Validity)?;
     let dates = || (oneline(cert.subject_name()), cert.not_before().to_string(), cert.not_after().to_string());
     if now < not_before {
         let (subject, not_before, not_after) = dates();
@@ -464,10 +369,6 @@ fn check_validity(cert: &X509Ref, now: i64) -> Result<(), ChainError> {
         return Err(ChainError::Expired { subject, not_before, not_after });
     }
     Ok(())
-}
-
-fn pki_err(e: PkiError) -> ChainError {
-    ChainError::OpenSsl(e.to_string())
 }
 
 /// OpenSSL would refuse a certificate with extensions it cannot parse or a critical

@@ -201,19 +201,12 @@ impl Disk {
 
 /// A publication whose files could not all be written. The new map is served anyway
 /// (`map`); the files are written again later.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("generation {} served from memory, not all written: {reason}", .map.generation)]
 pub struct PublishError {
     pub map: TrustMap,
     pub reason: String,
 }
-
-impl std::fmt::Display for PublishError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "generation {} served from memory, not all written: {}", self.map.generation, self.reason)
-    }
-}
-
-impl std::error::Error for PublishError {}
 
 /// The sync's state and its operations.
 pub struct Engine {

@@ -29,37 +29,27 @@ pub struct HttpsConfig {
 }
 
 /// Why a request produced no answer. Every variant names the URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     /// The client could not be set up (roots file unreadable or empty, client build).
+    #[error("HTTPS client configuration: {0}")]
     Config(String),
     /// A 3xx answer; never followed.
+    #[error(
+        "{url}: redirect to {} refused (the document must be served directly)",
+        .location.as_deref().unwrap_or("<no Location>")
+    )]
     Redirect { url: String, location: Option<String> },
     /// The body (announced or received) exceeds the limit; reading stopped there.
+    #[error("{url}: body larger than {limit} bytes, not read further")]
     TooLarge { url: String, limit: usize },
     /// The request did not complete within the timeout.
+    #[error("{url}: no complete answer within {after:?}")]
     Timeout { url: String, after: Duration },
     /// Connection, TLS or HTTP protocol failure.
+    #[error("{url}: {message}")]
     Transport { url: String, message: String },
 }
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Config(m) => write!(f, "HTTPS client configuration: {m}"),
-            HttpError::Redirect { url, location } => write!(
-                f,
-                "{url}: redirect to {} refused (the document must be served directly)",
-                location.as_deref().unwrap_or("<no Location>")
-            ),
-            HttpError::TooLarge { url, limit } => write!(f, "{url}: body larger than {limit} bytes, not read further"),
-            HttpError::Timeout { url, after } => write!(f, "{url}: no complete answer within {after:?}"),
-            HttpError::Transport { url, message } => write!(f, "{url}: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for HttpError {}
 
 /// A non-redirect answer. The body is read only for 200.
 #[derive(Debug, Clone)]

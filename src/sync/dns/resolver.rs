@@ -75,34 +75,21 @@ impl Default for DnsConfig {
 }
 
 /// Why a [`TlsaResolver`] could not be built. (Lookups never return errors.)
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolverError {
     /// The configuration is inconsistent (e.g. DoT without nameservers).
+    #[error("DNS configuration: {0}")]
     Config(String),
     /// The trust anchor file cannot be read or parsed.
+    #[error("trust anchor file {path}: {reason}")]
     TrustAnchor { path: PathBuf, reason: String },
     /// The DoT CA file cannot be read or holds no usable certificate.
+    #[error("DNS-over-TLS CA file {path}: {reason}")]
     TlsCa { path: PathBuf, reason: String },
     /// hickory refused the configuration (or resolv.conf could not be read).
+    #[error("DNS resolver: {0}")]
     Resolver(String),
 }
-
-impl fmt::Display for ResolverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResolverError::Config(m) => write!(f, "DNS configuration: {m}"),
-            ResolverError::TrustAnchor { path, reason } => {
-                write!(f, "trust anchor file {}: {reason}", path.display())
-            }
-            ResolverError::TlsCa { path, reason } => {
-                write!(f, "DNS-over-TLS CA file {}: {reason}", path.display())
-            }
-            ResolverError::Resolver(m) => write!(f, "DNS resolver: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for ResolverError {}
 
 /// The validating TLSA resolver. Cheap to clone (shares the cache).
 ///
