@@ -10,7 +10,45 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::sync::options::SyncConfig;
-use crate::sync::policyfeed::PolicySource;
+use crate::sync::policyfeed::{PolicySource, PolicySourceError};
+
+/// Why the section's pairs make no [`Config`]. Every message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is set twice")]
+    SetTwice(String),
+    /// A required key is missing (the text says which and what it is for).
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("{key} = {value:?}: {reason}")]
+    BadValue { key: String, value: String, reason: &'static str },
+    #[error("{key} = {value:?}: {source}")]
+    BadDuration { key: String, value: String, source: DurationError },
+    #[error("{key}: {addr:?} is not an IP address[:port]")]
+    BadAddress { key: String, addr: String },
+    #[error("{key}: {item:?} is not host=address:port")]
+    BadResolve { key: String, item: String },
+    #[error(transparent)]
+    Policy(#[from] PolicySourceError),
+    #[error("unknown option {0:?} (see raddb/mods-available/rust for the options)")]
+    Unknown(String),
+    /// Values that do not fit together (the text says which).
+    #[error("{0}")]
+    Inconsistent(&'static str),
+}
+
+/// Why a value is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("unknown unit {0:?} (use ms, s, m, h or d)")]
+    UnknownUnit(String),
+    #[error("not a number")]
+    NotANumber,
+    #[error("must be a non-negative number")]
+    Negative,
+    #[error("longer than 100 years")]
+    TooLong,
+}
 
 /// Everything an instance needs. Sync settings are `Some` when `policy` is set.
 #[derive(Debug, Clone)]
@@ -51,15 +89,17 @@ pub const DEFAULT_REJECT_MESSAGE: &str = "Access denied";
 const SHIM_KEYS: [&str; 3] = ["eap_failure_on_reject", "eap_instance", "tls_config"];
 
 /// Builds a [`Config`] from the section's pairs. Errors name the key and the bad value.
-pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, String> {
+pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, ConfigError> {
     let mut map: HashMap<&str, &str> = HashMap::new();
     for (k, v) in pairs {
         if map.insert(k.as_str(), v.as_str()).is_some() {
-            return Err(format!("{k} is set twice"));
+            return Err(ConfigError::SetTwice(k.clone()));
         }
     }
     let mut take = Taker { map };
-    let trust_map = take.path("trust_map")?.ok_or("trust_map is required (where the trust map snapshot lives)")?;
+    let trust_map = take
+        .path("trust_map")?
+        .ok_or(ConfigError::Missing("trust_map is required (where the trust map snapshot lives)"))?;
     let reload_interval = take.duration("reload_interval", Duration::from_secs(1))?;
     let reply = ReplyConfig {
         reject_message: take.raw("reject_message").unwrap_or(DEFAULT_REJECT_MESSAGE).trim().to_owned(),
@@ -70,10 +110,17 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
     let metrics = match take.string("metrics_port") {
         None => None,
         Some(port) => {
-            let port: u16 = port.parse().map_err(|_| format!("metrics_port = {port:?}: not a port number"))?;
+            let port: u16 = port.parse().map_err(|_| ConfigError::BadValue {
+                key: "metrics_port".into(),
+                value: port.clone(),
+                reason: "not a port number",
+            })?;
             let ip = metrics_address.as_deref().unwrap_or("127.0.0.1");
-            let ip: std::net::IpAddr =
-                ip.parse().map_err(|_| format!("metrics_address = {ip:?}: not an IP address"))?;
+            let ip: std::net::IpAddr = ip.parse().map_err(|_| ConfigError::BadValue {
+                key: "metrics_address".into(),
+                value: ip.to_owned(),
+                reason: "not an IP address",
+            })?;
             Some(SocketAddr::new(ip, port))
         }
     };
@@ -81,8 +128,9 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
         None => None,
         Some(policy) => {
             let policy = PolicySource::parse(&policy)?;
-            let ca_path =
-                take.path("ca_path")?.ok_or("ca_path is required when policy is set (where the CA set is written)")?;
+            let ca_path = take
+                .path("ca_path")?
+                .ok_or(ConfigError::Missing("ca_path is required when policy is set (where the CA set is written)"))?;
             let ca_bundle = take.path("ca_bundle")?.unwrap_or_else(|| ca_path.with_extension("pem"));
             Some(SyncConfig {
                 policy,
@@ -122,14 +170,14 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Stri
         take.map.remove(k);
     }
     if let Some(k) = take.map.keys().min() {
-        return Err(format!("unknown option {k:?} (see raddb/mods-available/rust for the options)"));
+        return Err(ConfigError::Unknown(k.to_string()));
     }
     if let Some(s) = &sync {
         if s.min_interval > s.max_interval {
-            return Err("min_interval is larger than max_interval".into());
+            return Err(ConfigError::Inconsistent("min_interval is larger than max_interval"));
         }
         if s.name_timeout.is_zero() {
-            return Err("name_timeout must be above 0".into());
+            return Err(ConfigError::Inconsistent("name_timeout must be above 0"));
         }
     }
     Ok(Config { name: name.to_owned(), trust_map, reload_interval, reply, metrics, sync })
@@ -149,78 +197,89 @@ impl Taker<'_> {
         self.map.remove(key).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
     }
 
-    fn path(&mut self, key: &str) -> Result<Option<PathBuf>, String> {
+    fn path(&mut self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
         Ok(self.string(key).map(PathBuf::from))
     }
 
-    fn duration(&mut self, key: &str, default: Duration) -> Result<Duration, String> {
+    fn duration(&mut self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
         match self.string(key) {
             None => Ok(default),
-            Some(v) => parse_duration(&v).map_err(|e| format!("{key} = {v:?}: {e}")),
+            Some(v) => {
+                parse_duration(&v).map_err(|source| ConfigError::BadDuration { key: key.into(), value: v, source })
+            }
         }
     }
 
-    fn number(&mut self, key: &str, default: usize) -> Result<usize, String> {
+    fn number(&mut self, key: &str, default: usize) -> Result<usize, ConfigError> {
         match self.string(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("{key} = {v:?}: not a whole number")),
+            Some(v) => v.parse().map_err(|_| bad_value(key, v, "not a whole number")),
         }
     }
 
-    fn rate(&mut self, key: &str, default: f64) -> Result<f64, String> {
+    fn rate(&mut self, key: &str, default: f64) -> Result<f64, ConfigError> {
         match self.string(key) {
             None => Ok(default),
             Some(v) => match v.parse::<f64>() {
                 Ok(r) if r.is_finite() && r > 0.0 && r <= 1e6 => Ok(r),
-                _ => Err(format!("{key} = {v:?}: expected a number of names per second above 0")),
+                _ => Err(bad_value(key, v, "expected a number of names per second above 0")),
             },
         }
     }
 
-    fn boolean(&mut self, key: &str, default: bool) -> Result<bool, String> {
+    fn boolean(&mut self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.string(key).as_deref() {
             None => Ok(default),
             Some("yes" | "true" | "on" | "1") => Ok(true),
             Some("no" | "false" | "off" | "0") => Ok(false),
-            Some(v) => Err(format!("{key} = {v:?}: expected yes or no")),
+            Some(v) => Err(bad_value(key, v.to_owned(), "expected yes or no")),
         }
     }
 
-    fn socket_addrs(&mut self, key: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
+    fn socket_addrs(&mut self, key: &str, default_port: u16) -> Result<Vec<SocketAddr>, ConfigError> {
         let Some(v) = self.string(key) else {
             return Ok(Vec::new());
         };
         v.split([' ', ','])
             .filter(|s| !s.is_empty())
-            .map(|s| parse_addr(s, default_port).map_err(|e| format!("{key}: {e}")))
+            .map(|s| parse_addr(s, default_port).ok_or_else(|| bad_address(key, s)))
             .collect()
     }
 
-    fn resolve_map(&mut self, key: &str) -> Result<HashMap<String, SocketAddr>, String> {
+    fn resolve_map(&mut self, key: &str) -> Result<HashMap<String, SocketAddr>, ConfigError> {
         let Some(v) = self.string(key) else {
             return Ok(HashMap::new());
         };
         v.split([' ', ','])
             .filter(|s| !s.is_empty())
             .map(|item| {
-                let (host, addr) = item.split_once('=').ok_or(format!("{key}: {item:?} is not host=address:port"))?;
-                Ok((host.to_ascii_lowercase(), parse_addr(addr, 443).map_err(|e| format!("{key}: {e}"))?))
+                let (host, addr) = item
+                    .split_once('=')
+                    .ok_or_else(|| ConfigError::BadResolve { key: key.into(), item: item.into() })?;
+                Ok((host.to_ascii_lowercase(), parse_addr(addr, 443).ok_or_else(|| bad_address(key, addr))?))
             })
             .collect()
     }
 }
 
-fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+fn bad_value(key: &str, value: String, reason: &'static str) -> ConfigError {
+    ConfigError::BadValue { key: key.into(), value, reason }
+}
+
+fn bad_address(key: &str, addr: &str) -> ConfigError {
+    ConfigError::BadAddress { key: key.into(), addr: addr.into() }
+}
+
+/// `ip` or `ip:port` (`[v6]:port`); None when `s` is neither.
+fn parse_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
+        return Some(a);
     }
-    s.parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, default_port))
-        .map_err(|_| format!("{s:?} is not an IP address[:port]"))
+    s.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port))
 }
 
 /// `1.5`, `30s`, `10m`, `2h`, `1d` -> Duration.
-pub fn parse_duration(v: &str) -> Result<Duration, String> {
+pub fn parse_duration(v: &str) -> Result<Duration, DurationError> {
     let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => (&v[..i], &v[i..]),
         None => (v, "s"),
@@ -231,16 +290,16 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         "m" => 60.0,
         "h" => 3600.0,
         "d" => 86_400.0,
-        _ => return Err(format!("unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => return Err(DurationError::UnknownUnit(unit.to_owned())),
     };
-    let n: f64 = num.trim().parse().map_err(|_| "not a number".to_string())?;
+    let n: f64 = num.trim().parse().map_err(|_| DurationError::NotANumber)?;
     if !(n.is_finite() && n >= 0.0) {
-        return Err("must be a non-negative number".into());
+        return Err(DurationError::Negative);
     }
     // A huge value ("99999999999999999999d") must be a config error: Duration::from_secs_f64 panics on it,
     // and `Instant::now() + d` in the sync's schedule panics well before u64::MAX seconds.
     if n * scale > MAX_DURATION_SECS {
-        return Err("longer than 100 years".into());
+        return Err(DurationError::TooLong);
     }
     Ok(Duration::from_secs_f64(n * scale))
 }
@@ -411,19 +470,21 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("reload_interval", "fast")])).unwrap_err();
+        let e =
+            from_pairs("rust", &pairs(&[("trust_map", "/m"), ("reload_interval", "fast")])).unwrap_err().to_string();
         assert!(e.starts_with("reload_interval = \"fast\""), "{e}");
-        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("polcy", "/p")])).unwrap_err();
+        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("polcy", "/p")])).unwrap_err().to_string();
         assert!(e.contains("unknown option \"polcy\""), "{e}");
-        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("policy", "/p")])).unwrap_err();
+        let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("policy", "/p")])).unwrap_err().to_string();
         assert!(e.contains("ca_path is required"), "{e}");
-        let e = from_pairs("rust", &pairs(&[("policy", "/p")])).unwrap_err();
+        let e = from_pairs("rust", &pairs(&[("policy", "/p")])).unwrap_err().to_string();
         assert!(e.contains("trust_map is required"), "{e}");
         let e = from_pairs(
             "rust",
             &pairs(&[("trust_map", "/m"), ("policy", "/p"), ("ca_path", "/c"), ("dns_servers", "ns1")]),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("dns_servers") && e.contains("ns1"), "{e}");
     }
 
@@ -454,10 +515,11 @@ mod tests {
     #[test]
     fn huge_durations_are_errors_not_panics() {
         // Found by the config fuzz target (fuzz/regressions/config/): from_secs_f64 panicked.
-        assert_eq!(parse_duration("99999999999999999999d").unwrap_err(), "longer than 100 years");
+        assert_eq!(parse_duration("99999999999999999999d").unwrap_err().to_string(), "longer than 100 years");
         assert!(parse_duration("6666666666666666666666000776803").is_err());
         let e = from_pairs("rust", &pairs(&[("trust_map", "/m"), ("reload_interval", "18446744073709551616")]))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("reload_interval = \"18446744073709551616\": longer than 100 years"), "{e}");
         assert_eq!(parse_duration("36500d").unwrap(), Duration::from_secs(36_500 * 86_400));
         assert!(parse_duration("36525.01d").is_err());

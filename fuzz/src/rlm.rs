@@ -715,6 +715,7 @@ pub fn policy_json(data: &[u8]) {
         (Err(e), Some(Ok(_))) => panic!("refused a policy the reference loads: {e}"),
         (Ok(_), Some(Err(why))) => panic!("loaded a document the reference refuses ({why}): {text:?}"),
         (Err(e), _) => {
+            let e = e.to_string();
             assert!(e.starts_with("fuzz.json:"), "the error does not name the file: {e}");
             return;
         }

@@ -172,7 +172,7 @@ fn write_map(
     generation: u64,
     files: &[PathBuf],
 ) -> Result<ExitCode, String> {
-    let loaded = policy::load(policy_path)?;
+    let loaded = policy::load(policy_path).map_err(|e| e.to_string())?;
     for d in &loaded.diagnostics {
         eprintln!("warning: {d}");
     }

@@ -15,12 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::name;
+use crate::model::name::{self, NameError};
 use crate::model::strict_json::{object, Object};
 
 /// A reply attribute added on accept (e.g. `Tunnel-Private-Group-Id = 10` for a VLAN).
@@ -28,6 +28,27 @@ use crate::model::strict_json::{object, Object};
 pub struct ReplyAttr {
     pub attribute: String,
     pub value: String,
+}
+
+/// Why a text is not a policy entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("domain entry {text:?}: {source}")]
+    Domain { text: String, source: NameError },
+    #[error("entry {0:?}: a wildcard is only allowed as the whole first label (*.domain)")]
+    Wildcard(String),
+    #[error("device name {text:?}: {source}")]
+    Name { text: String, source: NameError },
+}
+
+/// Why a policy file or document could not be loaded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read policy: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Syntax errors fail the whole document (with line and column).
+    #[error("{file}:{}:{}: invalid policy JSON: {source}", .source.line(), .source.column())]
+    Json { file: String, source: serde_json::Error },
 }
 
 /// One entry of a policy.
@@ -41,16 +62,16 @@ pub enum Entry {
 
 impl Entry {
     /// Parses a policy entry: a device name, or `*.` and a domain of at least two labels.
-    pub fn parse(text: &str) -> Result<Entry, String> {
+    pub fn parse(text: &str) -> Result<Entry, EntryError> {
         let text = text.trim();
         match text.strip_prefix("*.") {
-            Some(domain) => {
-                name::normalize(domain).map(Entry::Domain).map_err(|e| format!("domain entry {text:?}: {e}"))
-            }
-            None if text.contains('*') => {
-                Err(format!("entry {text:?}: a wildcard is only allowed as the whole first label (*.domain)"))
-            }
-            None => name::normalize(text).map(Entry::Name).map_err(|e| format!("device name {text:?}: {e}")),
+            Some(domain) => name::normalize(domain)
+                .map(Entry::Domain)
+                .map_err(|source| EntryError::Domain { text: text.to_owned(), source }),
+            None if text.contains('*') => Err(EntryError::Wildcard(text.to_owned())),
+            None => name::normalize(text)
+                .map(Entry::Name)
+                .map_err(|source| EntryError::Name { text: text.to_owned(), source }),
         }
     }
 }
@@ -306,8 +327,8 @@ pub struct Loaded {
 
 /// Reads a policy file, choosing the format from its first non-blank character.
 /// An unreadable file is an error (the caller keeps its previous policy).
-pub fn load(path: &Path) -> Result<Loaded, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read policy: {e}", path.display()))?;
+pub fn load(path: &Path) -> Result<Loaded, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_owned(), source })?;
     let file = path.display().to_string();
     if text.trim_start().starts_with('{') {
         parse_json(&text, &file)
@@ -384,7 +405,7 @@ pub fn parse_lines(text: &str, file: &str) -> Loaded {
             }
             match Entry::parse(entry) {
                 Ok(entry) => seen.add(&mut out.policy, ssid, entry, &[], line_no),
-                Err(e) => Some(e),
+                Err(e) => Some(e.to_string()),
             }
         })();
         if let Some(reason) = problem {
@@ -421,9 +442,9 @@ fn line_of(text: &str, part: &str) -> usize {
 
 /// Parses the JSON format. Syntax errors fail the whole file (with line and column);
 /// a bad role or member is reported with its line and skipped.
-pub fn parse_json(text: &str, file: &str) -> Result<Loaded, String> {
-    let Object(doc): Object<JsonPolicy<'_>> = serde_json::from_str(text)
-        .map_err(|e| format!("{file}:{}:{}: invalid policy JSON: {e}", e.line(), e.column()))?;
+pub fn parse_json(text: &str, file: &str) -> Result<Loaded, PolicyError> {
+    let Object(doc): Object<JsonPolicy<'_>> =
+        serde_json::from_str(text).map_err(|source| PolicyError::Json { file: file.to_owned(), source })?;
     let mut out = Loaded::default();
     let mut seen = Seen::default();
     for raw in doc.roles {
@@ -450,7 +471,7 @@ pub fn parse_json(text: &str, file: &str) -> Result<Loaded, String> {
         for member in role.members {
             let line = line_of(text, member.get());
             let entry = match serde_json::from_str::<String>(member.get()) {
-                Ok(m) => Entry::parse(&m),
+                Ok(m) => Entry::parse(&m).map_err(|e| e.to_string()),
                 Err(_) => Err(format!("member {} is not a string", member.get())),
             };
             match entry {
@@ -592,7 +613,7 @@ mod tests {
 
     #[test]
     fn json_syntax_error_names_file_and_position() {
-        let e = parse_json("{\n \"roles\": [,]}", "p.json").unwrap_err();
+        let e = parse_json("{\n \"roles\": [,]}", "p.json").unwrap_err().to_string();
         assert!(e.starts_with("p.json:2:"), "{e}");
     }
 }

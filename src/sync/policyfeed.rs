@@ -13,9 +13,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::policy::{self, Loaded};
+use crate::model::policy::{self, Loaded, PolicyError};
 use crate::stores::files::{self, FileStamp};
 use crate::sync::https::HttpsClient;
+
+/// A `policy` value that is neither a file nor an `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy = {0:?}: only https:// URLs are fetched")]
+pub struct PolicySourceError(pub String);
 
 /// The `policy` option.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +32,12 @@ pub enum PolicySource {
 impl PolicySource {
     /// `https://...` is a URL; anything else a path. Plain `http://` is refused: the
     /// policy decides who may join the network.
-    pub fn parse(value: &str) -> Result<PolicySource, String> {
+    pub fn parse(value: &str) -> Result<PolicySource, PolicySourceError> {
         let lower = value.to_ascii_lowercase();
         if lower.starts_with("https://") {
             Ok(PolicySource::Url(value.to_owned()))
         } else if lower.starts_with("http://") {
-            Err(format!("policy = {value:?}: only https:// URLs are fetched"))
+            Err(PolicySourceError(value.to_owned()))
         } else {
             Ok(PolicySource::File(PathBuf::from(value)))
         }
@@ -176,7 +181,7 @@ impl PolicyFeed {
         self.stamp = stamp;
         match policy::load(path) {
             Ok(loaded) => Update::Loaded(loaded),
-            Err(e) => Update::Failed(e),
+            Err(e) => Update::Failed(e.to_string()),
         }
     }
 
@@ -209,7 +214,7 @@ impl PolicyFeed {
         }
         let loaded = match parse(&document, url) {
             Ok(l) => l,
-            Err(e) => return Update::Failed(e),
+            Err(e) => return Update::Failed(e.to_string()),
         };
         let cached = CachedDocument {
             url: url.to_owned(),
@@ -234,7 +239,7 @@ impl PolicyFeed {
 }
 
 /// A policy document by its first non-blank character, as a file is read.
-fn parse(document: &str, source: &str) -> Result<Loaded, String> {
+fn parse(document: &str, source: &str) -> Result<Loaded, PolicyError> {
     if document.trim_start().starts_with('{') {
         policy::parse_json(document, source)
     } else {
@@ -253,6 +258,6 @@ mod tests {
             PolicySource::parse("HTTPS://policy.example/p.json").unwrap(),
             PolicySource::Url("HTTPS://policy.example/p.json".into())
         );
-        assert!(PolicySource::parse("http://policy.example/p").unwrap_err().contains("only https://"));
+        assert!(PolicySource::parse("http://policy.example/p").unwrap_err().to_string().contains("only https://"));
     }
 }
