@@ -185,7 +185,8 @@ fn write_map(
         } else {
             (Selector::Cert, leaf.to_der().map_err(|e| format!("{}: {e}", file.display()))?)
         };
-        let association = Association::from_data(Usage::DaneEe, selector, Matching::Full, &data, None)?;
+        let association =
+            Association::from_data(Usage::DaneEe, selector, Matching::Full, &data, None).map_err(|e| e.to_string())?;
         let mut used = false;
         for san in pki::san_dns_names(&leaf) {
             let Ok(n) = rlm_rust::model::name::normalize(&san) else {
@@ -294,8 +295,9 @@ fn sync_once(
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let source = sync.policy.clone();
-        let mut engine = rlm_rust::sync::engine::Engine::new("rlm-rust sync".into(), sync, cfg.trust_map.clone())?;
-        let mut feed = engine.policy_feed(std::time::Duration::ZERO)?.without_keeping();
+        let mut engine = rlm_rust::sync::engine::Engine::new("rlm-rust sync".into(), sync, cfg.trust_map.clone())
+            .map_err(|e| e.to_string())?;
+        let mut feed = engine.policy_feed(std::time::Duration::ZERO).map_err(|e| e.to_string())?.without_keeping();
         let loaded = match feed.poll().await {
             rlm_rust::sync::policyfeed::Update::Loaded(l) => l,
             rlm_rust::sync::policyfeed::Update::Failed(e) => return Err(format!("policy {e}")),
@@ -315,7 +317,7 @@ fn sync_once(
         println!("{} names looked up in {:.2?}: {published} published", names.len(), started.elapsed());
         if write {
             let map = engine.publish().map_err(|e| e.to_string())?;
-            engine.flush()?;
+            engine.flush().map_err(|e| e.to_string())?;
             println!(
                 "wrote {} (generation {}, {} names, {} certificate associations)",
                 cfg.trust_map.display(),

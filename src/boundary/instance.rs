@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, ReplyConfig};
 use crate::model::name::MAX_NAME_LEN;
 use crate::model::snapshot::SnapshotCell;
-use crate::ops::exporter::{Exporter, Sources};
+use crate::ops::exporter::{Exporter, ExporterError, Sources};
 use crate::request::check::{self, ssid_of, Decision, Request};
 use crate::request::counters::{DecisionCounters, Stage};
 use crate::request::presented::Source;
-use crate::sync::engine::SyncThread;
+use crate::sync::engine::{EngineError, SyncThread};
 use crate::sync::ondemand::Hint;
 use crate::sync::watch::Watcher;
 
@@ -42,10 +42,22 @@ pub struct Instance {
 /// times a second reach requests at that rate (the load bench does exactly that).
 const MIN_RELOAD: Duration = Duration::from_millis(5);
 
+/// Why an instance did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Sync(#[from] EngineError),
+    /// The trust map file could not be watched.
+    #[error(transparent)]
+    Watch(#[from] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] ExporterError),
+}
+
 impl Instance {
     /// Starts the instance's background thread. With `policy` set the DNS sync owns the
     /// trust map; without it the file is watched for hand-made maps.
-    pub fn start(config: Config) -> Result<Instance, String> {
+    pub fn start(config: Config) -> Result<Instance, InstanceError> {
         let label = super::logging::instance_label(&config.name);
         let snapshot = Arc::new(SnapshotCell::default());
         let interval = config.reload_interval.max(MIN_RELOAD);
@@ -53,10 +65,7 @@ impl Instance {
             Some(sync) => {
                 Feeder::Sync(SyncThread::start(label.clone(), sync, config.trust_map, snapshot.clone(), interval)?)
             }
-            None => Feeder::Watch(
-                Watcher::start(label.clone(), config.trust_map, snapshot.clone(), interval)
-                    .map_err(|e| e.to_string())?,
-            ),
+            None => Feeder::Watch(Watcher::start(label.clone(), config.trust_map, snapshot.clone(), interval)?),
         };
         let decisions = Arc::new(DecisionCounters::default());
         let exporter = match config.metrics {

@@ -145,6 +145,15 @@ impl Matching {
     }
 }
 
+/// A published digest whose length is not its algorithm's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestLengthError {
+    #[error("a SHA2-256 digest is 32 bytes, this one has {0}")]
+    Sha256(usize),
+    #[error("a SHA2-512 digest is 64 bytes, this one has {0}")]
+    Sha512(usize),
+}
+
 impl Association {
     /// The association of a record's data. For matching type 0 the data is hashed here
     /// (SHA-256); digests are taken as published and must have their algorithm's length.
@@ -154,15 +163,13 @@ impl Association {
         matching: Matching,
         data: &[u8],
         not_after: Option<i64>,
-    ) -> Result<Association, String> {
+    ) -> Result<Association, DigestLengthError> {
         let digest = match matching {
             Matching::Full => Digest::Sha256(openssl::sha::sha256(data)),
-            Matching::Sha256 => Digest::Sha256(
-                data.try_into().map_err(|_| format!("a SHA2-256 digest is 32 bytes, this one has {}", data.len()))?,
-            ),
-            Matching::Sha512 => Digest::Sha512(Box::new(
-                data.try_into().map_err(|_| format!("a SHA2-512 digest is 64 bytes, this one has {}", data.len()))?,
-            )),
+            Matching::Sha256 => Digest::Sha256(data.try_into().map_err(|_| DigestLengthError::Sha256(data.len()))?),
+            Matching::Sha512 => {
+                Digest::Sha512(Box::new(data.try_into().map_err(|_| DigestLengthError::Sha512(data.len()))?))
+            }
         };
         Ok(Association { usage, selector, matching, digest, not_after })
     }
@@ -386,9 +393,11 @@ mod tests {
         assert_eq!(a.digest, Digest::Sha256(openssl::sha::sha256(b"der")));
         assert!(Association::from_data(Usage::DaneEe, Selector::Spki, Matching::Sha256, &[0; 31], None)
             .unwrap_err()
+            .to_string()
             .contains("32 bytes"));
         assert!(Association::from_data(Usage::DaneEe, Selector::Spki, Matching::Sha512, &[0; 32], None)
             .unwrap_err()
+            .to_string()
             .contains("64 bytes"));
     }
 

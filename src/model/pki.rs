@@ -181,26 +181,39 @@ pub fn verify_chain(leaf: &X509Ref, untrusted: &[X509], anchors: &[X509]) -> Res
     })?
 }
 
+/// Why data is not exactly one DER certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum DerError {
+    /// OpenSSL's first reason ("too long", "wrong tag"); the stack is noise.
+    #[error("not a DER certificate ({0})")]
+    NotDer(String),
+    #[error("certificate does not re-encode ({0})")]
+    Reencode(#[source] openssl::error::ErrorStack),
+    #[error("{} bytes after the {}-byte certificate", .data_len.saturating_sub(*.der_len), .der_len)]
+    TrailingBytes { data_len: usize, der_len: usize },
+    /// OpenSSL accepts some BER (padding bits in a BIT STRING) and re-encodes it as DER at
+    /// the same length.
+    #[error("the certificate is not in DER form (OpenSSL re-encodes it differently), so no handshake can match it")]
+    NotDerForm,
+}
+
 /// Exactly one X.509 certificate in DER form and nothing after it: what a TLSA record or
 /// a `.well-known/ca/` DER body must be. The TLS hook digests the DER, so a certificate
 /// that is not exactly it could never match a handshake.
-pub fn der_certificate(data: &[u8]) -> Result<X509, String> {
+pub fn der_certificate(data: &[u8]) -> Result<X509, DerError> {
     let cert = X509::from_der(data).map_err(|e| {
         // OpenSSL's first reason ("too long", "wrong tag") is enough; the stack is noise.
         let why = e.errors().first().and_then(|e| e.reason()).unwrap_or("unparsable");
-        format!("not a DER certificate ({why})")
+        DerError::NotDer(why.to_owned())
     })?;
-    let der = cert.to_der().map_err(|e| format!("certificate does not re-encode ({e})"))?;
+    let der = cert.to_der().map_err(DerError::Reencode)?;
     if der.len() != data.len() {
-        return Err(format!("{} bytes after the {}-byte certificate", data.len().saturating_sub(der.len()), der.len()));
+        return Err(DerError::TrailingBytes { data_len: data.len(), der_len: der.len() });
     }
     // OpenSSL accepts some BER (padding bits in a BIT STRING) and re-encodes it as DER at
     // the same length.
     if der != data {
-        return Err(
-            "the certificate is not in DER form (OpenSSL re-encodes it differently), so no handshake can match it"
-                .into(),
-        );
+        return Err(DerError::NotDerForm);
     }
     Ok(cert)
 }

@@ -47,6 +47,19 @@ impl std::fmt::Debug for Sources {
     }
 }
 
+/// Why the listener did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    #[error("metrics listener on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("metrics listener: {0}")]
+    Listener(#[source] std::io::Error),
+    #[error("metrics listener runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("metrics listener thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// The running listener. Dropping it stops it.
 pub struct Exporter {
     addr: SocketAddr,
@@ -57,20 +70,18 @@ pub struct Exporter {
 impl Exporter {
     /// Binds `addr` now (so a taken port fails the instance's start) and serves from a
     /// thread of its own.
-    pub fn start(label: &str, addr: SocketAddr, sources: Sources) -> Result<Exporter, String> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics listener on {addr}: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| format!("metrics listener: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("metrics listener: {e}"))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("metrics listener runtime: {e}"))?;
+    pub fn start(label: &str, addr: SocketAddr, sources: Sources) -> Result<Exporter, ExporterError> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| ExporterError::Bind { addr, source })?;
+        listener.set_nonblocking(true).map_err(ExporterError::Listener)?;
+        let addr = listener.local_addr().map_err(ExporterError::Listener)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ExporterError::Runtime)?;
         let (tx, rx) = oneshot::channel();
         let label = label.to_owned();
         let thread = std::thread::Builder::new()
             .name("rlm_rust-metrics".into())
             .spawn(move || runtime.block_on(serve(listener, sources, rx, label)))
-            .map_err(|e| format!("metrics listener thread: {e}"))?;
+            .map_err(ExporterError::Thread)?;
         Ok(Exporter { addr, shutdown: Some(tx), thread: Some(thread) })
     }
 

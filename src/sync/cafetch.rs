@@ -396,7 +396,7 @@ pub fn certificate_from_body(url: &str, body: &[u8], key_id: &[u8]) -> Result<X5
             printable_prefix(trimmed)
         )));
     } else if body[0] == 0x30 {
-        crate::model::pki::der_certificate(body).map_err(parse)?
+        crate::model::pki::der_certificate(body).map_err(|e| parse(e.to_string()))?
     } else {
         return Err(parse(format!("neither PEM nor DER (starts with {:?})", printable_prefix(trimmed))));
     };

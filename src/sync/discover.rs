@@ -270,7 +270,7 @@ impl Discoverer {
                     ));
                 }
                 let association = Association::from_data(Usage::DaneEe, selector, matching, &record.data, None)
-                    .map_err(Skip::definitive)?;
+                    .map_err(|e| Skip::definitive(e.to_string()))?;
                 let summary = format!("{association} (DNSSEC)");
                 Ok(Found { association, ca_set: Vec::new(), summary })
             }
@@ -295,8 +295,8 @@ impl Discoverer {
         matching: Matching,
         now: i64,
     ) -> Result<Found, Skip> {
-        let association =
-            Association::from_data(Usage::DaneTa, selector, matching, &record.data, None).map_err(Skip::definitive)?;
+        let association = Association::from_data(Usage::DaneTa, selector, matching, &record.data, None)
+            .map_err(|e| Skip::definitive(e.to_string()))?;
         let host = name::authority_host(name);
         let anchor = match (selector, matching) {
             (Selector::Cert, Matching::Full) => Some(certificate(record)?),
@@ -352,7 +352,7 @@ impl Discoverer {
         let not_after = pki::unix_time(leaf.not_after()).map_err(|e| Skip::definitive(e.to_string()))?;
         let association =
             Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Full, &record.data, Some(not_after))
-                .map_err(Skip::definitive)?;
+                .map_err(|e| Skip::definitive(e.to_string()))?;
         let summary = format!("{association}: {} via {}", pki::oneline(leaf.subject_name()), describe(chain.cas()));
         self.known.learn(chain.cas());
         Ok(Found { association, ca_set: chain.cas().to_vec(), summary })
@@ -363,7 +363,7 @@ impl Discoverer {
         let leaf = certificate(record)?;
         self.check_registry(&leaf).await?;
         let association = Association::from_data(Usage::DaneEe, Selector::Cert, Matching::Full, &record.data, None)
-            .map_err(Skip::definitive)?;
+            .map_err(|e| Skip::definitive(e.to_string()))?;
         let subject = pki::oneline(leaf.subject_name());
         if pki::is_self_signed_root(&leaf) {
             let summary = format!("{association} (DNSSEC): {subject}, self-signed, its own anchor in the CA set");

@@ -27,11 +27,11 @@ use crate::model::snapshot::SnapshotCell;
 use crate::model::trustmap::{CaKeyIds, NameEntry, TrustMap};
 use crate::stores::caset::{CaSet, CaSetError};
 use crate::sync::cabook::{digest_of, CaBook, CaDigest, Contest};
-use crate::sync::cafetch::{CaFetcher, FetchConfig, FetchStats};
+use crate::sync::cafetch::{CaFetcher, FetchConfig, FetchError, FetchStats};
 use crate::sync::chain::ChainLimits;
 use crate::sync::discover::{Discoverer, KnownCas, NameReport, Outcome};
-use crate::sync::dns::resolver::{DnsConfig, DotConfig, TlsaResolver};
-use crate::sync::https::{HttpsClient, HttpsConfig};
+use crate::sync::dns::resolver::{DnsConfig, DotConfig, ResolverError, TlsaResolver};
+use crate::sync::https::{HttpError, HttpsClient, HttpsConfig};
 use crate::sync::ondemand::{DomainRates, Hint};
 use crate::sync::options::SyncConfig;
 use crate::sync::policyfeed::{PolicyFeed, PolicySource, Update};
@@ -41,8 +41,36 @@ use crate::sync::schedule::{Good, NameRow, NameStatus, Origin, Pool, Schedule, S
 /// Names in the channel from the request path to the sync thread.
 pub const HINT_QUEUE: usize = 4096;
 
+/// Why the sync could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Resolver(#[from] ResolverError),
+    #[error(transparent)]
+    Fetcher(#[from] FetchError),
+    #[error("random source: {0}")]
+    Random(#[source] openssl::error::ErrorStack),
+    #[error("cannot start the sync runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot start the sync thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Why the CA set or the trust map file was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("CA set {path}: {source}")]
+    CaSet { path: PathBuf, source: CaSetError },
+    #[error("CA bundle {path}: {source}")]
+    CaBundle { path: PathBuf, source: CaSetError },
+    #[error("trust map {path}: {source}")]
+    TrustMap { path: PathBuf, source: std::io::Error },
+    #[error("the trust map writer panicked")]
+    WriterPanicked,
+}
+
 /// Builds the discovery parts from the configuration (fails fast on bad files).
-pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, String> {
+pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, EngineError> {
     let dns = DnsConfig {
         nameservers: cfg.dns_servers.clone(),
         trust_anchor_file: cfg.dns_trust_anchors.clone(),
@@ -53,7 +81,7 @@ pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, String> {
         }),
         ..DnsConfig::default()
     };
-    let resolver = TlsaResolver::new(&dns).map_err(|e| e.to_string())?;
+    let resolver = TlsaResolver::new(&dns)?;
     let fetch = FetchConfig {
         roots: cfg.https_roots.clone(),
         timeout: cfg.https_timeout,
@@ -68,7 +96,7 @@ pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, String> {
         rate_limit: cfg.ca_fetch_rate,
         ..FetchConfig::default()
     };
-    let fetcher = CaFetcher::new(fetch).map_err(|e| e.to_string())?;
+    let fetcher = CaFetcher::new(fetch)?;
     Ok(Discoverer {
         answers: Default::default(),
         resolver,
@@ -151,7 +179,7 @@ struct Disk {
     /// No retry of a write that failed (or was put off) before this.
     retry_at: Option<Instant>,
     /// A write running on its own thread: how long it took, and how it ended.
-    writing: Option<std::thread::JoinHandle<(Duration, Result<(), String>)>>,
+    writing: Option<std::thread::JoinHandle<(Duration, Result<(), WriteError>)>>,
 }
 
 /// When `persist` writes.
@@ -252,13 +280,13 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 const RECOUNT_EVERY: Duration = Duration::from_secs(60);
 
 impl Engine {
-    pub fn new(label: String, cfg: SyncConfig, trust_map_path: PathBuf) -> Result<Engine, String> {
+    pub fn new(label: String, cfg: SyncConfig, trust_map_path: PathBuf) -> Result<Engine, EngineError> {
         let discoverer = Arc::new(discoverer(&cfg)?);
         let timing = cfg.timing();
         let limits = cfg.limits();
         let policy = Arc::new(Policy::default());
         let mut nonce = [0u8; 6];
-        openssl::rand::rand_bytes(&mut nonce).map_err(|e| format!("random source: {e}"))?;
+        openssl::rand::rand_bytes(&mut nonce).map_err(EngineError::Random)?;
         Ok(Engine {
             label,
             anchor_label: format!("rlm-rust-anchor-{}", hex::encode(nonce)),
@@ -350,14 +378,13 @@ impl Engine {
 
     /// The feed of this engine's policy source. A URL's last good document is kept next
     /// to the trust map (`trustmap.json` -> `trustmap.policy-cache.json`).
-    pub fn policy_feed(&self, file_poll: Duration) -> Result<PolicyFeed, String> {
+    pub fn policy_feed(&self, file_poll: Duration) -> Result<PolicyFeed, HttpError> {
         let client = HttpsClient::new(&HttpsConfig {
             roots: self.cfg.https_roots.clone(),
             timeout: self.cfg.https_timeout,
             max_body: self.cfg.https_max_body,
             host_overrides: self.cfg.https_resolve.clone(),
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         let cache = self.trust_map_path.with_extension("policy-cache.json");
         Ok(PolicyFeed::new(self.cfg.policy.clone(), client, cache, file_poll, self.cfg.policy_refresh))
     }
@@ -661,7 +688,7 @@ impl Engine {
         // requests even when the disk is full. What was not written is retried.
         let mut failed = Vec::new();
         let ca_set = self.write_ca_set_if_changed().unwrap_or_else(|e| {
-            failed.push(e);
+            failed.push(e.to_string());
             None
         });
         let mut map = self.map.with_changes(changes, self.generation + 1, unix_now());
@@ -669,7 +696,7 @@ impl Engine {
             map = map.with_cas(cas);
         }
         if let Err(e) = self.persist(&map, Write::Throttled) {
-            failed.push(e);
+            failed.push(e.to_string());
         }
         self.generation += 1;
         self.stats.publications += 1;
@@ -691,7 +718,7 @@ impl Engine {
 
     /// Writes the CA set when the accepted CAs differ from what is on disk; returns the
     /// snapshot's `cas` (id -> PEM) when it did.
-    fn write_ca_set_if_changed(&mut self) -> Result<Option<BTreeMap<String, String>>, String> {
+    fn write_ca_set_if_changed(&mut self) -> Result<Option<BTreeMap<String, String>>, WriteError> {
         if self.disk.ca_set.as_ref() == Some(&self.accepted) {
             return Ok(None);
         }
@@ -703,10 +730,12 @@ impl Engine {
                 log::warn!("{}: CA refused: {e}", self.label);
             }
         }
-        plan.set.write_ca_path(&self.cfg.ca_path).map_err(|e| format!("CA set {}: {e}", self.cfg.ca_path.display()))?;
+        plan.set
+            .write_ca_path(&self.cfg.ca_path)
+            .map_err(|source| WriteError::CaSet { path: self.cfg.ca_path.clone(), source })?;
         plan.set
             .write_bundle(&self.cfg.ca_bundle)
-            .map_err(|e| format!("CA bundle {}: {e}", self.cfg.ca_bundle.display()))?;
+            .map_err(|source| WriteError::CaBundle { path: self.cfg.ca_bundle.clone(), source })?;
         self.established = plan.set.iter().filter_map(|c| crate::model::pki::spki_der(c).ok()).collect();
         self.disk.ca_set = Some(self.accepted.clone());
         self.stats.ca_set_writes += 1;
@@ -717,7 +746,7 @@ impl Engine {
     /// long (a large map), at most every `persist_interval`. A large map is written by a
     /// thread of its own, so the sync (and the withdrawals it publishes) never waits for
     /// the disk; `Write::Now` (shutdown) waits for every write.
-    fn persist(&mut self, map: &TrustMap, when: Write) -> Result<(), String> {
+    fn persist(&mut self, map: &TrustMap, when: Write) -> Result<(), WriteError> {
         self.reap_write(when == Write::Now)?;
         let plan = self.disk.plan(map.name_count(), when, self.persist_every(), Instant::now());
         if plan == PersistPlan::PutOff {
@@ -729,7 +758,7 @@ impl Engine {
             let (map, path) = (map.clone(), self.trust_map_path.clone());
             let spawned = std::thread::Builder::new().name("rlm_rust-persist".into()).spawn(move || {
                 let started = Instant::now();
-                let result = map.write_atomic(&path).map_err(|e| format!("trust map {}: {e}", path.display()));
+                let result = map.write_atomic(&path).map_err(|source| WriteError::TrustMap { path, source });
                 (started.elapsed(), result)
             });
             if let Ok(handle) = spawned {
@@ -740,12 +769,15 @@ impl Engine {
         }
         let started = Instant::now();
         let result = map.write_atomic(&self.trust_map_path);
-        self.wrote(started.elapsed(), result.map_err(|e| format!("trust map {}: {e}", self.trust_map_path.display())))
+        self.wrote(
+            started.elapsed(),
+            result.map_err(|source| WriteError::TrustMap { path: self.trust_map_path.clone(), source }),
+        )
     }
 
     /// Waits for every trust map write and writes what a publication put off: the file
     /// then holds the last published generation (the operator tool, before it exits).
-    pub fn flush(&mut self) -> Result<(), String> {
+    pub fn flush(&mut self) -> Result<(), WriteError> {
         self.reap_write(true)?;
         if self.disk.dirty {
             let map = self.map.clone();
@@ -755,18 +787,17 @@ impl Engine {
     }
 
     /// Collects a background write that has finished (or, with `wait`, any).
-    fn reap_write(&mut self, wait: bool) -> Result<(), String> {
+    fn reap_write(&mut self, wait: bool) -> Result<(), WriteError> {
         match &self.disk.writing {
             Some(handle) if wait || handle.is_finished() => {}
             _ => return Ok(()),
         }
         let Some(handle) = self.disk.writing.take() else { return Ok(()) };
-        let (took, result) =
-            handle.join().unwrap_or_else(|_| (Duration::ZERO, Err("the trust map writer panicked".into())));
+        let (took, result) = handle.join().unwrap_or((Duration::ZERO, Err(WriteError::WriterPanicked)));
         self.wrote(took, result)
     }
 
-    fn wrote(&mut self, took: Duration, result: Result<(), String>) -> Result<(), String> {
+    fn wrote(&mut self, took: Duration, result: Result<(), WriteError>) -> Result<(), WriteError> {
         match result {
             Ok(()) => {
                 self.disk.last_write = took;
@@ -890,7 +921,7 @@ impl SyncThread {
         trust_map_path: PathBuf,
         cell: Arc<SnapshotCell>,
         poll: Duration,
-    ) -> Result<SyncThread, String> {
+    ) -> Result<SyncThread, EngineError> {
         let mut engine = Engine::new(label.clone(), cfg, trust_map_path.clone())?;
         match TrustMap::load(&trust_map_path) {
             Ok(map) => {
@@ -912,7 +943,7 @@ impl SyncThread {
             .thread_name("rlm_rust-sync")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the sync runtime: {e}"))?;
+            .map_err(EngineError::Runtime)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (hint_tx, hint_rx) = mpsc::channel(HINT_QUEUE);
         let (status_tx, status_rx) = mpsc::channel(4);
@@ -924,7 +955,7 @@ impl SyncThread {
                 runtime.block_on(run(engine, cell, poll, stop_rx, hint_rx, status_rx, shared));
                 runtime.shutdown_timeout(Duration::from_secs(2));
             })
-            .map_err(|e| format!("cannot start the sync thread: {e}"))?;
+            .map_err(EngineError::Thread)?;
         Ok(SyncThread { stop: Some(stop_tx), thread: Some(thread), hints: hint_tx, status: status_tx, stats })
     }
 

@@ -144,7 +144,7 @@ fn check_spki(data: &[u8]) -> Result<(), String> {
 
 /// The data must be one X.509 certificate in DER form and nothing after it.
 fn check_single_der_certificate(data: &[u8]) -> Result<(), String> {
-    crate::model::pki::der_certificate(data).map(drop)
+    crate::model::pki::der_certificate(data).map(drop).map_err(|e| e.to_string())
 }
 
 /// The SHA2-256 digest of a `3 0 1` record (the IoT Registry form: DANE-EE, full
