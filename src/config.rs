@@ -313,7 +313,7 @@ pub fn parse_section(
     text: &str,
     instance: Option<&str>,
     vars: &HashMap<String, String>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, SectionError> {
     let mut in_section = false;
     let mut depth = 0usize;
     let mut pairs = Vec::new();
@@ -342,14 +342,20 @@ pub fn parse_section(
             continue;
         }
         if depth == 1 {
-            let (k, v) = line.split_once('=').ok_or(format!("line {}: expected key = value, got {line:?}", i + 1))?;
+            let (k, v) = line.split_once('=').ok_or(SectionError::NotAPair { line: i + 1, text: line.clone() })?;
             pairs.push((k.trim().to_owned(), expand(unquote(v.trim()), vars)));
         }
     }
-    Err(match instance {
-        Some(n) => format!("no `rust {n} {{ ... }}` section found"),
-        None => "no `rust { ... }` section found".into(),
-    })
+    Err(SectionError::NotFound { instance: instance.map(str::to_owned) })
+}
+
+/// Why a module file has no usable `rust { }` section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SectionError {
+    #[error("line {line}: expected key = value, got {text:?}")]
+    NotAPair { line: usize, text: String },
+    #[error("no `rust {}{{ ... }}` section found", instance.as_deref().map(|n| format!("{n} ")).unwrap_or_default())]
+    NotFound { instance: Option<String> },
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -501,7 +507,15 @@ mod tests {
             ]
         );
         assert_eq!(parse_section(text, Some("guests"), &vars).unwrap(), vec![("trust_map".into(), "/g.json".into())]);
-        assert!(parse_section(text, Some("nope"), &vars).is_err());
+        assert_eq!(
+            parse_section(text, Some("nope"), &vars).unwrap_err().to_string(),
+            "no `rust nope { ... }` section found"
+        );
+        assert_eq!(parse_section("", None, &vars).unwrap_err().to_string(), "no `rust { ... }` section found");
+        assert_eq!(
+            parse_section("rust {\n  trust_map\n}\n", None, &vars).unwrap_err().to_string(),
+            "line 2: expected key = value, got \"trust_map\""
+        );
     }
 
     #[test]
