@@ -158,7 +158,7 @@ pub fn publish_anchor(st: &Stack, zone: &str, ca: &Ca) {
 
 /// `ca` with its key, as `capki` issuers are given.
 pub fn issuer(ca: &Ca) -> Issued {
-    Issued { cert: ca.cert.clone(), key: ca.key.clone() }
+    ca.issued()
 }
 
 /// Writes a supplicant's files: `leaf` and its key, the chain file holding `leaf` then

@@ -1,5 +1,6 @@
-//! Throwaway PKIs for the harness, made with the `openssl` crate (system OpenSSL, the same
-//! library radiusd uses).
+//! Throwaway PKIs for the harness, on disk. The certificates come from `capki` (system
+//! OpenSSL, the same library radiusd uses); this module holds the lab's profiles (subjects,
+//! validity, serial size) and names and writes the files.
 //!
 //! - a RADIUS server CA and the server certificate radiusd presents;
 //! - org A, "Cars Device CA" (the legitimate issuer of `*._device.cars.example`), and
@@ -13,16 +14,10 @@
 
 use std::path::{Path, PathBuf};
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
-};
-use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
+use openssl::x509::X509;
+
+use super::capki::{self, Issued, Spec, DAY};
 
 /// The identity names used across the tests.
 pub const CAR54: &str = "car54._device.cars.example";
@@ -70,30 +65,31 @@ pub enum Aki {
     KeyIdAndIssuer,
 }
 
-fn ec_key() -> PKey<Private> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
-    PKey::from_ec_key(EcKey::generate(&group).expect("EC key")).expect("PKey")
+/// The lab's validity: from an hour ago for `days` days.
+fn valid_for(spec: Spec, days: i64) -> Spec {
+    let now = capki::now();
+    spec.validity(now - 3600, now + days * DAY)
 }
 
-fn name(entries: &[(&str, &str)]) -> X509Name {
-    let mut b = X509NameBuilder::new().expect("name builder");
-    for (k, v) in entries {
-        b.append_entry_by_text(k, v).expect("name entry");
+/// The lab's serials: 127 random bits, a positive serial of up to 16 bytes.
+fn lab_serial(spec: Spec) -> Spec {
+    spec.serial(&capki::random_serial(127))
+}
+
+/// A lab leaf: `O=<org>, CN=<cn>`, CA:FALSE, digitalSignature, `eku`, SKI, AKI keyid,
+/// SAN dNSNames `sans`, valid 825 days.
+fn leaf_spec(org: &str, cn: &str, sans: &[&str], eku: &'static str) -> Spec {
+    lab_serial(valid_for(Spec::leaf(org, cn).subject(&[("O", org), ("CN", cn)]).sans(sans).eku(&[eku]), 825))
+}
+
+/// The profile of the lab's device leaves, as `TestPki::leaf` issues them: `O=Test
+/// Devices, CN=<cn>`, SAN dNSNames `sans`, EKU clientAuth, SKI, AKI as `aki` says.
+pub fn device_spec(cn: &str, sans: &[&str], aki: Aki) -> Spec {
+    let spec = leaf_spec("Test Devices", cn, sans, "clientAuth");
+    match aki {
+        Aki::KeyId => spec,
+        Aki::KeyIdAndIssuer => spec.aki(capki::Aki::FromIssuerWithName),
     }
-    b.build()
-}
-
-fn random_serial() -> Asn1Integer {
-    let mut bn = BigNum::new().expect("bn");
-    // 127 bits, top bit may be zero: a positive serial of up to 16 bytes.
-    bn.rand(127, MsbOption::MAYBE_ZERO, false).expect("rand");
-    bn.to_asn1_integer().expect("asn1 int")
-}
-
-fn validity(b: &mut X509Builder, days: u32) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
-    b.set_not_before(&Asn1Time::from_unix(now - 3600).expect("time")).expect("not before");
-    b.set_not_after(&Asn1Time::days_from_now(days).expect("time")).expect("not after");
 }
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -102,26 +98,17 @@ fn write(path: &Path, bytes: &[u8]) {
 
 /// Makes a self-signed EC P-256 CA with SKI and AKI (keyid) and writes `<stem>.pem` in `dir`.
 pub fn make_ca(dir: &Path, stem: &str, subject: &[(&str, &str)]) -> Ca {
-    let key = ec_key();
-    let subject = name(subject);
-    let mut b = X509Builder::new().expect("builder");
-    b.set_version(2).expect("v3");
-    b.set_serial_number(&random_serial()).expect("serial");
-    b.set_subject_name(&subject).expect("subject");
-    b.set_issuer_name(&subject).expect("issuer");
-    b.set_pubkey(&key).expect("pubkey");
-    validity(&mut b, 3650);
-    b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc")).expect("bc");
-    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().expect("ku")).expect("ku");
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None)).expect("ski");
-    b.append_extension(ski).expect("ski");
-    let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(None, None)).expect("aki");
-    b.append_extension(aki).expect("aki");
-    b.sign(&key, MessageDigest::sha256()).expect("sign");
-    let cert = b.build();
+    let Issued { cert, key } = capki::issue(&lab_serial(valid_for(Spec::ca("", "").subject(subject), 3650)), None);
     let pem = dir.join(format!("{stem}.pem"));
     write(&pem, &cert.to_pem().expect("pem"));
     Ca { cert, key, pem }
+}
+
+impl Ca {
+    /// The CA as a `capki` issuer.
+    pub fn issued(&self) -> Issued {
+        Issued { cert: self.cert.clone(), key: self.key.clone() }
+    }
 }
 
 /// Options of one device leaf.
@@ -155,34 +142,7 @@ impl TestPki {
     /// A device certificate as described by `spec`.
     pub fn leaf(&self, ca: &Ca, spec: &LeafSpec<'_>) -> Device {
         assert!(!spec.sans.is_empty(), "a device leaf needs a SAN");
-        let key = ec_key();
-        let mut b = X509Builder::new().expect("builder");
-        b.set_version(2).expect("v3");
-        b.set_serial_number(&random_serial()).expect("serial");
-        b.set_subject_name(&name(&[("O", "Test Devices"), ("CN", spec.cn)])).expect("subject");
-        b.set_issuer_name(ca.cert.subject_name()).expect("issuer");
-        b.set_pubkey(&key).expect("pubkey");
-        validity(&mut b, 825);
-        b.append_extension(BasicConstraints::new().critical().build().expect("bc")).expect("bc");
-        b.append_extension(KeyUsage::new().critical().digital_signature().build().expect("ku")).expect("ku");
-        b.append_extension(ExtendedKeyUsage::new().client_auth().build().expect("eku")).expect("eku");
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&ca.cert), None)).expect("ski");
-        b.append_extension(ski).expect("ski");
-        let mut aki = AuthorityKeyIdentifier::new();
-        aki.keyid(true);
-        if spec.aki == Aki::KeyIdAndIssuer {
-            aki.issuer(true);
-        }
-        let aki = aki.build(&b.x509v3_context(Some(&ca.cert), None)).expect("aki");
-        b.append_extension(aki).expect("aki");
-        let mut san = SubjectAlternativeName::new();
-        for s in spec.sans {
-            san.dns(s);
-        }
-        let san = san.build(&b.x509v3_context(Some(&ca.cert), None)).expect("san");
-        b.append_extension(san).expect("san");
-        b.sign(&ca.key, MessageDigest::sha256()).expect("sign");
-        let cert = b.build();
+        let Issued { cert, key } = capki::issue(&device_spec(spec.cn, spec.sans, spec.aki), Some(&ca.issued()));
 
         let cert_path = self.dir.join(format!("{}.pem", spec.stem));
         let key_path = self.dir.join(format!("{}.key", spec.stem));
@@ -203,27 +163,11 @@ impl TestPki {
     }
 }
 
+/// The certificate radiusd presents: `O=Test RADIUS, CN=radius.test`, SAN radius.test,
+/// EKU serverAuth.
 fn issue_server(dir: &Path, ca: &Ca) -> (PathBuf, PathBuf) {
-    let key = ec_key();
-    let mut b = X509Builder::new().expect("builder");
-    b.set_version(2).expect("v3");
-    b.set_serial_number(&random_serial()).expect("serial");
-    b.set_subject_name(&name(&[("O", "Test RADIUS"), ("CN", "radius.test")])).expect("subject");
-    b.set_issuer_name(ca.cert.subject_name()).expect("issuer");
-    b.set_pubkey(&key).expect("pubkey");
-    validity(&mut b, 825);
-    b.append_extension(BasicConstraints::new().critical().build().expect("bc")).expect("bc");
-    b.append_extension(KeyUsage::new().critical().digital_signature().build().expect("ku")).expect("ku");
-    b.append_extension(ExtendedKeyUsage::new().server_auth().build().expect("eku")).expect("eku");
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&ca.cert), None)).expect("ski");
-    b.append_extension(ski).expect("ski");
-    let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(&ca.cert), None)).expect("aki");
-    b.append_extension(aki).expect("aki");
-    let san =
-        SubjectAlternativeName::new().dns("radius.test").build(&b.x509v3_context(Some(&ca.cert), None)).expect("san");
-    b.append_extension(san).expect("san");
-    b.sign(&ca.key, MessageDigest::sha256()).expect("sign");
-    let cert = b.build();
+    let spec = leaf_spec("Test RADIUS", "radius.test", &["radius.test"], "serverAuth");
+    let Issued { cert, key } = capki::issue(&spec, Some(&ca.issued()));
     let cert_path = dir.join("server.pem");
     let key_path = dir.join("server.key");
     // radiusd sends the chain in certificate_file: leaf then its CA.
