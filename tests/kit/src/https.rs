@@ -15,16 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
-};
-use openssl::x509::{X509Builder, X509NameBuilder, X509};
+use openssl::x509::X509;
+
+use super::capki::{self, Aki, Ku, Spec, DAY};
 
 /// Bound on every blocking socket operation of the server.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,62 +32,31 @@ pub struct WebPki {
     server_key: PKey<Private>,
 }
 
-fn p256() -> PKey<Private> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
-    PKey::from_ec_key(EcKey::generate(&group).expect("EC key")).expect("PKey")
-}
-
-fn cert_builder(cn: &str, key: &PKey<Private>) -> X509Builder {
-    let mut name = X509NameBuilder::new().expect("name");
-    name.append_entry_by_text("O", "Test Web PKI").expect("O");
-    name.append_entry_by_text("CN", cn).expect("CN");
-    let name = name.build();
-    let mut b = X509Builder::new().expect("builder");
-    b.set_version(2).expect("v3");
-    let mut serial = BigNum::new().expect("bn");
-    serial.rand(120, MsbOption::MAYBE_ZERO, false).expect("rand");
-    b.set_serial_number(&serial.to_asn1_integer().expect("serial")).expect("serial");
-    b.set_subject_name(&name).expect("subject");
-    b.set_pubkey(key).expect("pubkey");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
-    b.set_not_after(&Asn1Time::days_from_now(30).expect("t")).expect("na");
-    b
+/// `O=Test Web PKI, CN=<cn>`, valid from now for 30 days.
+fn web_spec(cn: &str) -> Spec {
+    let now = capki::now();
+    Spec::leaf("", cn).subject(&[("O", "Test Web PKI"), ("CN", cn)]).validity(now, now + 30 * DAY)
 }
 
 impl WebPki {
     /// Creates the root and a server certificate for `hosts`; writes the root to `dir`.
     pub fn new(dir: &Path, hosts: &[&str]) -> WebPki {
-        let root_key = p256();
-        let mut b = cert_builder("Test Web Root", &root_key);
-        // Self-signed: issuer = subject.
-        let mut name = X509NameBuilder::new().expect("name");
-        name.append_entry_by_text("O", "Test Web PKI").expect("O");
-        name.append_entry_by_text("CN", "Test Web Root").expect("CN");
-        b.set_issuer_name(&name.build()).expect("issuer");
-        b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc")).expect("bc");
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().build().expect("ku")).expect("ku");
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None)).expect("ski");
-        b.append_extension(ski).expect("ski");
-        b.sign(&root_key, MessageDigest::sha256()).expect("sign");
-        let root = b.build();
-
-        let server_key = p256();
-        let mut b = cert_builder(hosts.first().copied().unwrap_or("localhost"), &server_key);
-        b.set_issuer_name(root.subject_name()).expect("issuer");
-        b.append_extension(BasicConstraints::new().critical().build().expect("bc")).expect("bc");
-        b.append_extension(ExtendedKeyUsage::new().server_auth().build().expect("eku")).expect("eku");
-        let mut san = SubjectAlternativeName::new();
-        for h in hosts {
-            san.dns(h);
-        }
-        let san = san.build(&b.x509v3_context(Some(&root), None)).expect("san");
-        b.append_extension(san).expect("san");
-        b.sign(&root_key, MessageDigest::sha256()).expect("sign");
-        let server_cert = b.build();
+        // The root: CA, keyCertSign, SKI, no AKI.
+        let root_spec = Spec {
+            ca: Some(true),
+            key_usage: Ku::CertSignOnly,
+            eku: vec![],
+            sans: vec![],
+            ..web_spec("Test Web Root")
+        };
+        let root = capki::issue(&root_spec.aki(Aki::Absent), None);
+        // The server: CA:FALSE, EKU serverAuth, SAN `hosts`; no key usage, no key ids.
+        let server_spec = Spec { key_usage: Ku::None, ..web_spec(hosts.first().copied().unwrap_or("localhost")) };
+        let server = capki::issue(&server_spec.eku(&["serverAuth"]).sans(hosts).no_key_ids(), Some(&root));
 
         let root_pem = dir.join("web-root.pem");
-        std::fs::write(&root_pem, root.to_pem().expect("pem")).expect("write web root");
-        WebPki { root_pem, root, server_cert, server_key }
+        std::fs::write(&root_pem, root.pem()).expect("write web root");
+        WebPki { root_pem, root: root.cert, server_cert: server.cert, server_key: server.key }
     }
 }
 
