@@ -32,25 +32,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use foreign_types::ForeignType;
-use openssl::asn1::{Asn1Integer, Asn1IntegerRef, Asn1Object, Asn1OctetString, Asn1TimeRef, Asn1Type};
+use openssl::asn1::{Asn1Integer, Asn1IntegerRef, Asn1TimeRef, Asn1Type};
 use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509Builder, X509Extension, X509Name, X509NameRef, X509};
+use openssl::x509::{X509Name, X509NameRef, X509};
 use rlm_rust::model::pki::oneline;
 
+use testkit::capki::{ec_key, issue, unix_time, Aki, Issued, Spec};
 use testkit::eapol::{for_each_tls_version, Credential, Supplicant};
 use testkit::pki::{Ca, Device, LeafSpec};
 use testkit::radiusd::{Lab, Options, Radiusd};
 use testkit::skip;
 use testkit::trustmap::{json_policy, Role};
-
-fn ec_key() -> PKey<Private> {
-    PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap()
-}
 
 fn load(path: &Path) -> X509 {
     X509::from_pem(&std::fs::read(path).unwrap()).unwrap()
@@ -60,27 +54,6 @@ fn serial() -> Asn1Integer {
     let mut bn = BigNum::new().unwrap();
     bn.rand(120, MsbOption::MAYBE_ZERO, false).unwrap();
     bn.to_asn1_integer().unwrap()
-}
-
-/// A raw extension with DER `value` (to copy key identifiers byte for byte).
-fn raw_ext(oid: &str, value_der: &[u8]) -> X509Extension {
-    let obj = Asn1Object::from_str(oid).unwrap();
-    X509Extension::new_from_der(&obj, false, &Asn1OctetString::new_from_bytes(value_der).unwrap()).unwrap()
-}
-
-fn ski_ext(id: &[u8]) -> X509Extension {
-    let mut v = vec![0x04, id.len() as u8];
-    v.extend_from_slice(id);
-    raw_ext("2.5.29.14", &v)
-}
-
-fn aki_ext(id: &[u8]) -> X509Extension {
-    // AuthorityKeyIdentifier ::= SEQUENCE { [0] keyIdentifier }
-    let mut inner = vec![0x80, id.len() as u8];
-    inner.extend_from_slice(id);
-    let mut v = vec![0x30, inner.len() as u8];
-    v.extend(inner);
-    raw_ext("2.5.29.35", &v)
 }
 
 fn key_id(c: &X509) -> Vec<u8> {
@@ -142,51 +115,41 @@ fn assert_prints_alike(real: &X509NameRef, forged: &X509NameRef) {
 /// What a forged CA copies and where it sits.
 struct CaForgery<'a> {
     subject: &'a X509NameRef,
-    issuer: &'a X509NameRef,
+    /// None: self-signed.
+    issuer: Option<&'a Issued>,
     serial: &'a Asn1IntegerRef,
     not_before: &'a Asn1TimeRef,
     not_after: &'a Asn1TimeRef,
     key_id: &'a [u8],
     issuer_key_id: &'a [u8],
     key: &'a PKey<Private>,
-    signer: &'a PKey<Private>,
 }
 
-fn forge_ca(f: &CaForgery<'_>) -> X509 {
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(f.serial).unwrap();
-    b.set_subject_name(f.subject).unwrap();
-    b.set_issuer_name(f.issuer).unwrap();
-    b.set_pubkey(f.key).unwrap();
-    b.set_not_before(f.not_before).unwrap();
-    b.set_not_after(f.not_after).unwrap();
-    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
-    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap()).unwrap();
-    b.append_extension(ski_ext(f.key_id)).unwrap();
-    b.append_extension(aki_ext(f.issuer_key_id)).unwrap();
-    b.sign(f.signer, MessageDigest::sha256()).unwrap();
-    b.build()
+/// Serial bytes of `serial`, to copy it into a `Spec`.
+fn serial_bytes(serial: &Asn1IntegerRef) -> Vec<u8> {
+    serial.to_bn().unwrap().to_vec()
 }
 
-/// A leaf copying every printable field of `victim`, issued under `issuer` by `signer`.
-fn forge_leaf(victim: &X509, issuer: &X509NameRef, key: &PKey<Private>, signer: &PKey<Private>) -> X509 {
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(victim.serial_number()).unwrap();
-    b.set_subject_name(victim.subject_name()).unwrap();
-    b.set_issuer_name(issuer).unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(victim.not_before()).unwrap();
-    b.set_not_after(victim.not_after()).unwrap();
-    b.append_extension(BasicConstraints::new().critical().build().unwrap()).unwrap();
-    b.append_extension(KeyUsage::new().critical().digital_signature().build().unwrap()).unwrap();
-    b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap()).unwrap();
-    b.append_extension(aki_ext(victim.authority_key_id().unwrap().as_slice())).unwrap();
-    let san = SubjectAlternativeName::new().dns(VICTIM).build(&b.x509v3_context(None, None)).unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(signer, MessageDigest::sha256()).unwrap();
-    b.build()
+fn forge_ca(f: &CaForgery<'_>) -> Issued {
+    let spec = Spec::ca("", "")
+        .name(f.subject)
+        .key(f.key)
+        .serial(&serial_bytes(f.serial))
+        .validity(unix_time(f.not_before), unix_time(f.not_after))
+        .aki(Aki::Explicit(f.issuer_key_id.to_vec()));
+    issue(&Spec { ski: Some(f.key_id.to_vec()), ..spec }, f.issuer)
+}
+
+/// A leaf copying every printable field of `victim` (no SKI, the victim's AKI), issued
+/// by `issuer`.
+fn forge_leaf(victim: &X509, issuer: &Issued, key: &PKey<Private>) -> X509 {
+    let spec = Spec::leaf("", VICTIM)
+        .name(victim.subject_name())
+        .key(key)
+        .serial(&serial_bytes(victim.serial_number()))
+        .validity_of(victim)
+        .aki(Aki::Explicit(victim.authority_key_id().unwrap().as_slice().to_vec()));
+    issue(&Spec { ski: Some(vec![]), ..spec }, Some(issuer)).cert
 }
 
 const SSID: &str = "Bilar-WiFi";
@@ -317,19 +280,18 @@ fn trusted_ca_whose_name_prints_like_the_victims_signs_a_copy_of_its_device() {
     assert_prints_alike(real.subject_name(), &name);
     let rogue = forge_ca(&CaForgery {
         subject: &name,
-        issuer: &name,
+        issuer: None,
         serial: real.serial_number(),
         not_before: real.not_before(),
         not_after: real.not_after(),
         key_id: &key_id(&real),
         issuer_key_id: &key_id(&real),
         key: &rogue_key,
-        signer: &rogue_key,
     });
-    let rogue_ca = Ca { cert: rogue, key: rogue_key.clone(), pem: v.lab.work.join("rogue.pem") };
+    let rogue_ca = Ca { cert: rogue.cert.clone(), key: rogue_key.clone(), pem: v.lab.work.join("rogue.pem") };
     v.trust(&[&rogue_ca]);
     let leaf_key = ec_key();
-    let leaf = forge_leaf(&v.victim_leaf(), &name, &leaf_key, &rogue_key);
+    let leaf = forge_leaf(&v.victim_leaf(), &rogue, &leaf_key);
     let forged = v.client_files("forged-a", &[&leaf], &leaf_key);
     v.assert_forgery_refused(forged);
 }
@@ -349,16 +311,15 @@ fn two_level_client_sent_chain_under_a_lookalike_trusted_ca_is_refused() {
     let (nb, na) = fresh_dates();
     let root = forge_ca(&CaForgery {
         subject: &root_name,
-        issuer: &root_name,
+        issuer: None,
         serial: &serial(),
         not_before: &nb,
         not_after: &na,
         key_id: &root_id,
         issuer_key_id: &root_id,
         key: &root_key,
-        signer: &root_key,
     });
-    v.trust(&[&Ca { cert: root, key: root_key.clone(), pem: v.lab.work.join("root-b.pem") }]);
+    v.trust(&[&Ca { cert: root.cert.clone(), key: root_key.clone(), pem: v.lab.work.join("root-b.pem") }]);
     // Sent by the client: an intermediate copying the victim CA's serial, dates and key
     // id, whose subject prints like the victim's CA (and its issuer, org B's root, too).
     let mid_key = ec_key();
@@ -366,18 +327,17 @@ fn two_level_client_sent_chain_under_a_lookalike_trusted_ca_is_refused() {
     assert_prints_alike(real.subject_name(), &mid_name);
     let mid = forge_ca(&CaForgery {
         subject: &mid_name,
-        issuer: &root_name,
+        issuer: Some(&root),
         serial: real.serial_number(),
         not_before: real.not_before(),
         not_after: real.not_after(),
         key_id: &key_id(&real),
         issuer_key_id: &root_id,
         key: &mid_key,
-        signer: &root_key,
     });
     let leaf_key = ec_key();
-    let leaf = forge_leaf(&v.victim_leaf(), &mid_name, &leaf_key, &mid_key);
-    let forged = v.client_files("forged-b", &[&leaf, &mid], &leaf_key);
+    let leaf = forge_leaf(&v.victim_leaf(), &mid, &leaf_key);
+    let forged = v.client_files("forged-b", &[&leaf, &mid.cert], &leaf_key);
     v.assert_forgery_refused(forged);
 }
 
@@ -389,39 +349,37 @@ fn three_level_client_sent_chain_without_any_collision_in_the_trusted_set_is_ref
     // Nothing but the organisations' ordinary CAs is trusted.
     let mut v = VictimLab::new();
     let real = v.ca.cert.clone();
-    let (meters, meters_key) = (v.lab.pki.meters_ca.cert.clone(), v.lab.pki.meters_ca.key.clone());
+    let meters = v.lab.pki.meters_ca.issued();
     // Depth 2, never reported: under org B's CA, its subject prints like the victim's CA.
     let upper_key = ec_key();
     let upper_name = lookalike_escaped();
     let upper_id = self_key_id(&upper_key);
     let upper = forge_ca(&CaForgery {
         subject: &upper_name,
-        issuer: meters.subject_name(),
+        issuer: Some(&meters),
         serial: &serial(),
-        not_before: meters.not_before(),
-        not_after: meters.not_after(),
+        not_before: meters.cert.not_before(),
+        not_after: meters.cert.not_after(),
         key_id: &upper_id,
-        issuer_key_id: &key_id(&meters),
+        issuer_key_id: &key_id(&meters.cert),
         key: &upper_key,
-        signer: &meters_key,
     });
     // Depth 1, reported as TLS-Cert-*: every field like the victim's CA.
     let mid_key = ec_key();
     let mid_name = lookalike_t61();
     let mid = forge_ca(&CaForgery {
         subject: &mid_name,
-        issuer: &upper_name,
+        issuer: Some(&upper),
         serial: real.serial_number(),
         not_before: real.not_before(),
         not_after: real.not_after(),
         key_id: &key_id(&real),
         issuer_key_id: &upper_id,
         key: &mid_key,
-        signer: &upper_key,
     });
     let leaf_key = ec_key();
-    let leaf = forge_leaf(&v.victim_leaf(), &mid_name, &leaf_key, &mid_key);
-    let forged = v.client_files("forged-c", &[&leaf, &mid, &upper], &leaf_key);
+    let leaf = forge_leaf(&v.victim_leaf(), &mid, &leaf_key);
+    let forged = v.client_files("forged-c", &[&leaf, &mid.cert, &upper.cert], &leaf_key);
     v.assert_forgery_refused(forged);
 }
 
@@ -432,22 +390,21 @@ fn client_sent_intermediate_copying_the_victims_ca_byte_for_byte_fails_the_signa
     }
     let mut v = VictimLab::new();
     let real = v.ca.cert.clone();
-    let (meters, meters_key) = (v.lab.pki.meters_ca.cert.clone(), v.lab.pki.meters_ca.key.clone());
+    let meters = v.lab.pki.meters_ca.issued();
     let mid_key = ec_key();
     let mid = forge_ca(&CaForgery {
         subject: real.subject_name(),
-        issuer: meters.subject_name(),
+        issuer: Some(&meters),
         serial: real.serial_number(),
         not_before: real.not_before(),
         not_after: real.not_after(),
         key_id: &key_id(&real),
-        issuer_key_id: &key_id(&meters),
+        issuer_key_id: &key_id(&meters.cert),
         key: &mid_key,
-        signer: &meters_key,
     });
     let leaf_key = ec_key();
-    let leaf = forge_leaf(&v.victim_leaf(), real.subject_name(), &leaf_key, &mid_key);
-    let forged = v.client_files("forged-d", &[&leaf, &mid], &leaf_key);
+    let leaf = forge_leaf(&v.victim_leaf(), &mid, &leaf_key);
+    let forged = v.client_files("forged-d", &[&leaf, &mid.cert], &leaf_key);
     let rd = v.lab.start();
     for_each_tls_version(|_| {
         let mark = rd.mark();

@@ -2,41 +2,28 @@
 //! under a fake signed root, an unsigned zone, broken signatures, a wrong anchor, denials,
 //! runtime changes with short TTLs, and dead nameservers.
 
+use testkit::capki::{self, Ku, Spec, DAY};
 use testkit::dns;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use dns::{Anchoring, DnsServer, Zone};
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::rsa::Rsa;
-use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509Builder, X509NameBuilder};
 use rlm_rust::model::association::{Matching, Selector};
 use rlm_rust::sync::dns::resolver::{DnsConfig, TlsaResolver};
 use rlm_rust::sync::dns::tlsa::{classify, RecordUse, TlsaAnswer, TlsaRecord};
 
 /// A self-signed RSA-2048 certificate for `name` (about 800 bytes of DER).
 fn device_cert(name: &str) -> Vec<u8> {
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut subject = X509NameBuilder::new().unwrap();
-    subject.append_entry_by_text("CN", name).unwrap();
-    let subject = subject.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap()).unwrap();
-    b.set_subject_name(&subject).unwrap();
-    b.set_issuer_name(&subject).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
-    let san = SubjectAlternativeName::new().dns(name).build(&b.x509v3_context(None, None)).unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    b.build().to_der().unwrap()
+    let now = capki::now();
+    let spec = Spec {
+        ca: None,
+        key_usage: Ku::None,
+        eku: vec![],
+        ..Spec::leaf("", name).subject(&[("CN", name)]).key(&capki::rsa_key()).validity(now, now + 30 * DAY)
+    };
+    let spec = spec.serial(&[7]).no_key_ids();
+    capki::issue(&spec, None).cert.to_der().unwrap()
 }
 
 fn tlsa_text(usage: u8, selector: u8, matching: u8, data: &[u8]) -> String {

@@ -411,31 +411,17 @@ fn a_stale_ca_cached_in_radiusd_admits_nothing_after_its_identity_is_reused() {
     // The holder of the withdrawn CA's key mints a copy of car99's certificate (serial,
     // subject, validity, key id, SAN) signed with it, claiming car99.
     let copy_key = testkit::capki::ec_key();
-    let mut b = openssl::x509::X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(car99.cert.serial_number()).unwrap();
-    b.set_subject_name(car99.cert.subject_name()).unwrap();
-    b.set_issuer_name(car99.cert.issuer_name()).unwrap();
-    b.set_pubkey(&copy_key).unwrap();
-    b.set_not_before(car99.cert.not_before()).unwrap();
-    b.set_not_after(car99.cert.not_after()).unwrap();
-    let exts = openssl::x509::extension::ExtendedKeyUsage::new().client_auth().build().unwrap();
-    b.append_extension(exts).unwrap();
-    b.append_extension(openssl::x509::extension::BasicConstraints::new().critical().build().unwrap()).unwrap();
-    b.append_extension(openssl::x509::extension::KeyUsage::new().critical().digital_signature().build().unwrap())
-        .unwrap();
-    let san = openssl::x509::extension::SubjectAlternativeName::new()
-        .dns(car99_name)
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    let aki = openssl::x509::extension::AuthorityKeyIdentifier::new()
-        .keyid(true)
-        .build(&b.x509v3_context(Some(&old_ca.cert), None))
-        .unwrap();
-    b.append_extension(aki).unwrap();
-    b.sign(&old_ca.key, openssl::hash::MessageDigest::sha256()).unwrap();
-    let copy = testkit::capki::Issued { cert: b.build(), key: copy_key };
+    let copy = testkit::capki::issue(
+        &testkit::capki::Spec {
+            ski: Some(vec![]),
+            ..testkit::capki::Spec::leaf("Test Devices", car99_name)
+                .name(car99.cert.subject_name())
+                .serial(&car99.cert.serial_number().to_bn().unwrap().to_vec())
+                .validity_of(&car99.cert)
+                .key(&copy_key)
+        },
+        Some(&old_ca.issued()),
+    );
     let copy = device_files(&st, "car99-copy", car99_name, &copy);
     for_each_tls_version(|_| {
         let mark = rd.mark();

@@ -35,17 +35,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
-use openssl::bn::{BigNum, MsbOption};
-use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
-};
-use openssl::x509::{X509Builder, X509NameBuilder, X509Req, X509};
+use openssl::x509::{X509Req, X509};
 
 use testkit::eapol::{for_each_tls_version, Credential, Supplicant};
-use testkit::pki::Ca;
+use testkit::pki::{self, Ca};
 use testkit::stack::{Stack, CARS, TTL};
 
 const NAME: &str = "rig1._device.cars.example";
@@ -307,40 +301,11 @@ impl Drop for InstalledModule {
     }
 }
 
-fn random_serial() -> Asn1Integer {
-    let mut bn = BigNum::new().expect("bn");
-    bn.rand(127, MsbOption::MAYBE_ZERO, false).expect("rand");
-    bn.to_asn1_integer().expect("asn1 int")
-}
-
 /// What the device CA does with a CSR: a leaf for `name` (CN and only SAN dNSName) with
 /// the CSR's public key, EKU clientAuth, SKI and AKI keyid, as testkit::pki's leaves.
 fn issue_from_csr(ca: &Ca, req: &X509Req, name: &str) -> X509 {
     let public = req.public_key().expect("CSR public key");
-    let mut subject = X509NameBuilder::new().expect("name");
-    subject.append_entry_by_text("O", "Test Devices").expect("O");
-    subject.append_entry_by_text("CN", name).expect("CN");
-    let subject = subject.build();
-    let mut b = X509Builder::new().expect("builder");
-    b.set_version(2).expect("v3");
-    b.set_serial_number(&random_serial()).expect("serial");
-    b.set_subject_name(&subject).expect("subject");
-    b.set_issuer_name(ca.cert.subject_name()).expect("issuer");
-    b.set_pubkey(&public).expect("pubkey");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
-    b.set_not_before(&Asn1Time::from_unix(now - 3600).expect("time")).expect("not before");
-    b.set_not_after(&Asn1Time::days_from_now(825).expect("time")).expect("not after");
-    b.append_extension(BasicConstraints::new().critical().build().expect("bc")).expect("bc");
-    b.append_extension(KeyUsage::new().critical().digital_signature().build().expect("ku")).expect("ku");
-    b.append_extension(ExtendedKeyUsage::new().client_auth().build().expect("eku")).expect("eku");
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&ca.cert), None)).expect("ski");
-    b.append_extension(ski).expect("ski");
-    let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(&ca.cert), None)).expect("aki");
-    b.append_extension(aki).expect("aki");
-    let san = SubjectAlternativeName::new().dns(name).build(&b.x509v3_context(Some(&ca.cert), None)).expect("san");
-    b.append_extension(san).expect("san");
-    b.sign(&ca.key, MessageDigest::sha256()).expect("sign");
-    b.build()
+    testkit::capki::certify(&pki::device_spec(name, &[name], pki::Aki::KeyId), &public, &ca.issued())
 }
 
 fn no_space_lower(s: &str) -> String {
