@@ -289,6 +289,7 @@ mod tests {
 
     #[test]
     fn spki_key_id_is_the_key_id_openssl_gives_a_certificate() {
+        // Built here, not by the test kit: the point is OpenSSL's own SKI method.
         use openssl::ec::{EcGroup, EcKey};
         use openssl::x509::extension::SubjectKeyIdentifier;
         let key = openssl::pkey::PKey::from_ec_key(

@@ -174,35 +174,11 @@ impl CaBook {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use openssl::asn1::Asn1Time;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::{X509Builder, X509NameBuilder};
+    use testkit::capki::{issue, Spec};
 
     /// A self-signed CA named `cn` with key id `key_id` (a fresh key each call).
     pub(crate) fn ca(cn: &str, key_id: &[u8]) -> X509 {
-        let key =
-            PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap())
-                .unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", cn).unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
-        let mut ski = vec![0x04, key_id.len() as u8];
-        ski.extend_from_slice(key_id);
-        let oid = openssl::asn1::Asn1Object::from_str("2.5.29.14").unwrap();
-        let value = openssl::asn1::Asn1OctetString::new_from_bytes(&ski).unwrap();
-        b.append_extension(openssl::x509::X509Extension::new_from_der(&oid, false, &value).unwrap()).unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        b.build()
+        issue(&Spec { ski: Some(key_id.to_vec()), ..Spec::ca("Test Org", cn).subject(&[("CN", cn)]) }, None).cert
     }
 
     fn book(cas: &[(&X509, &str)]) -> (CaBook, Vec<CaDigest>) {

@@ -164,28 +164,10 @@ mod tests {
         TlsaRecord { usage, selector, matching, data }
     }
 
-    /// A small self-signed certificate made with openssl.
+    /// A small self-signed device certificate.
     fn cert_der() -> Vec<u8> {
-        use openssl::asn1::Asn1Time;
-        use openssl::ec::{EcGroup, EcKey};
-        use openssl::hash::MessageDigest;
-        use openssl::nid::Nid;
-        use openssl::pkey::PKey;
-        use openssl::x509::{X509Builder, X509NameBuilder};
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "car54._device.cars.example").unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        b.build().to_der().unwrap()
+        let spec = testkit::capki::Spec::leaf("Cars", "car54._device.cars.example");
+        testkit::capki::issue(&spec, None).cert.to_der().unwrap()
     }
 
     fn unusable(r: &TlsaRecord) -> String {
