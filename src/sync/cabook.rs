@@ -27,6 +27,7 @@ use crate::model::pki;
 /// SHA-256 of a certificate's DER: how the book (and the snapshot's `cas`) names it.
 pub type CaDigest = [u8; 32];
 
+/// The book's name for `cert`; None only when OpenSSL cannot encode it to DER.
 pub fn digest_of(cert: &X509) -> Option<CaDigest> {
     cert.to_der().ok().map(|der| openssl::sha::sha256(&der))
 }
@@ -34,12 +35,16 @@ pub fn digest_of(cert: &X509) -> Option<CaDigest> {
 /// One distinct CA certificate.
 #[derive(Debug, Clone)]
 pub struct CaSlot {
+    /// The CA certificate itself.
     pub cert: X509,
     /// Its SubjectPublicKeyInfo: what identifies the key.
     pub spki: Vec<u8>,
+    /// Its Subject Key Identifier (empty when it has none): with the subject DN, what
+    /// OpenSSL picks an issuer by, hence what two CAs can contest.
     pub key_id: Vec<u8>,
     /// Hex of the digest: its name in the snapshot's `cas`.
     pub id: Arc<str>,
+    /// Its PEM text, as written into the CA set and the snapshot's `cas`.
     pub pem: Arc<str>,
     /// Published names that need it (as of the last recount).
     pub users: usize,
@@ -64,10 +69,15 @@ impl CaSlot {
 /// A contested identity: the CAs claiming one (DN, key id) with different keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contest {
+    /// The contested subject DN, one-line form.
     pub subject: String,
+    /// The contested key id, dashed hex.
     pub key_id: String,
-    /// Kept (established) claimants' authority hosts, and the refused ones'.
+    /// Authority hosts of the claimant kept (the one in the last written CA set); empty
+    /// when none was established and every claimant is refused.
     pub kept_hosts: BTreeSet<String>,
+    /// Authority hosts of the refused claimants: where the probable attack comes from.
+    /// When no claimant was established, every claimant's hosts, the genuine one's too.
     pub refused_hosts: BTreeSet<String>,
 }
 
@@ -87,10 +97,12 @@ impl CaBook {
         Some(digest)
     }
 
+    /// Whether a slot for `digest` exists (learnt and not dropped by a recount).
     pub fn knows(&self, digest: &CaDigest) -> bool {
         self.slots.contains_key(digest)
     }
 
+    /// The slot of `digest`, if the book holds it.
     pub fn get(&self, digest: &CaDigest) -> Option<&CaSlot> {
         self.slots.get(digest)
     }
@@ -162,10 +174,12 @@ impl CaBook {
         (accepted, contests, refused)
     }
 
+    /// Distinct CA certificates held.
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
+    /// Whether the book holds no CA.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -99,38 +99,82 @@ pub enum FetchError {
     KeyIdTooLong(usize),
     /// Every candidate URL answered 404.
     #[error("CA certificate not found (404) at {}", .urls.join(" and "))]
-    NotFound { urls: Vec<String> },
+    NotFound {
+        /// The URLs tried, dashed-hex form first.
+        urls: Vec<String>,
+    },
     /// A status other than 200 and 404.
     #[error("{url}: HTTP status {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL that answered.
+        url: String,
+        /// The HTTP status; 5xx and 429 count as transient (the name keeps its last good
+        /// entry), any other as definitive.
+        status: u16,
+    },
     /// A 3xx answer. Redirects are never followed: the CA must be at the well-known URL of
     /// the authority host itself (this also ends redirect loops at the first hop).
     #[error(
         "{url}: redirect to {} refused (CA certificates must be served directly)",
         .location.as_deref().unwrap_or("<no Location>")
     )]
-    Redirect { url: String, location: Option<String> },
+    Redirect {
+        /// The URL asked.
+        url: String,
+        /// Where the host tried to send the fetch (`Location`), if it said.
+        location: Option<String>,
+    },
     /// The body (announced or received) exceeds the limit; reading stopped there.
     #[error("{url}: body larger than {limit} bytes, not read further")]
-    TooLarge { url: String, limit: usize },
+    TooLarge {
+        /// The URL asked.
+        url: String,
+        /// The body limit in bytes (`https_max_body`).
+        limit: usize,
+    },
     /// The request did not complete within the timeout.
     #[error("{url}: no complete answer within {after:?}")]
-    Timeout { url: String, after: Duration },
+    Timeout {
+        /// The URL asked.
+        url: String,
+        /// The budget that ran out (`https_timeout`).
+        after: Duration,
+    },
     /// Connection, TLS or HTTP protocol failure.
     #[error("{url}: {message}")]
-    Transport { url: String, message: String },
+    Transport {
+        /// The URL asked.
+        url: String,
+        /// The underlying cause (refused, reset, certificate not trusted by the web roots).
+        message: String,
+    },
     /// The body is not a certificate (HTML page, garbage, empty).
     #[error("{url}: not a certificate: {message}")]
-    Parse { url: String, message: String },
+    Parse {
+        /// The URL that served the body.
+        url: String,
+        /// What is wrong with the body (empty, an HTML page, bad PEM or DER).
+        message: String,
+    },
     /// A certificate, but not the one asked for: its Subject Key Identifier differs.
     #[error(
         "{url}: served a certificate with subject key id {} instead of {wanted}",
         .found.as_deref().unwrap_or("<none>")
     )]
-    WrongCertificate { url: String, wanted: String, found: Option<String> },
+    WrongCertificate {
+        /// The URL that served it.
+        url: String,
+        /// The key id asked for (the child's Authority Key Identifier, dashed hex).
+        wanted: String,
+        /// The served certificate's Subject Key Identifier, dashed hex (None: it has none).
+        found: Option<String>,
+    },
     /// The fetcher's request rate limit is spent for now (retried later).
     #[error("CA fetch limit of {per_second} requests per second reached; retried later")]
-    RateLimited { per_second: u32 },
+    RateLimited {
+        /// The configured limit (`ca_fetch_rate`), requests per second.
+        per_second: u32,
+    },
 }
 
 /// Counters for logs and tests.
@@ -285,6 +329,7 @@ impl CaFetcher {
         self.cache.invalidate_all();
     }
 
+    /// The fetch counters since start.
     pub fn stats(&self) -> FetchStats {
         FetchStats {
             requests: self.requests.load(Ordering::Relaxed),

@@ -36,10 +36,13 @@ impl Default for ChainLimits {
 /// An authenticated chain: the leaf first, then each issuer, ending at a self-signed root.
 #[derive(Debug, Clone)]
 pub struct Chain {
+    /// Leaf first, root last; always at least two certificates (a device certificate
+    /// is never its own root), which [`Chain::issuer`] and [`Chain::root`] rely on.
     pub certs: Vec<X509>,
 }
 
 impl Chain {
+    /// The device certificate, as published in DNS.
     pub fn leaf(&self) -> &X509 {
         &self.certs[0]
     }
@@ -49,6 +52,7 @@ impl Chain {
         &self.certs[1]
     }
 
+    /// The self-signed root that ends the chain.
     pub fn root(&self) -> &X509 {
         &self.certs[self.certs.len() - 1]
     }
@@ -63,6 +67,8 @@ impl Chain {
 /// (`X509_NAME_oneline`, as FreeRADIUS logs them).
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
+    /// [`verify_links`] was given no certificate at all: a caller's mistake, not
+    /// something a zone or authority host can cause.
     #[error("empty chain")]
     Empty,
     /// The identity name has no `_label`, so there is no authority host to ask.
@@ -70,11 +76,17 @@ pub enum ChainError {
     NoAuthorityHost(String),
     /// A certificate that is not a root has no AKI key id: its issuer cannot be looked up.
     #[error("{subject}: no authority key identifier, cannot look up its issuer")]
-    NoAuthorityKeyId { subject: String },
+    NoAuthorityKeyId {
+        /// The certificate without an AKI key id.
+        subject: String,
+    },
     /// Fetching the issuer of `subject` failed.
     #[error("issuer of {subject}: {error}")]
     Fetch {
+        /// The certificate whose issuer was being fetched.
         subject: String,
+        /// Why the fetch failed. Network trouble, the rate limit and 5xx/429 are transient
+        /// (the name keeps its last good entry); anything else is definitive.
         #[source]
         error: FetchError,
     },
@@ -84,60 +96,134 @@ pub enum ChainError {
         "{subject}: signature does not verify with the key of the CA {issuer} served \
          for its key id (forged or unrelated CA)"
     )]
-    BadSignature { subject: String, issuer: String },
+    BadSignature {
+        /// The certificate whose signature failed.
+        subject: String,
+        /// The CA the authority host served for its key id.
+        issuer: String,
+    },
     /// `subject`'s issuer DN is not the offered issuer's subject DN.
     #[error("{subject}: issuer DN differs from the subject of the CA served for it ({issuer})")]
-    IssuerNameMismatch { subject: String, issuer: String },
+    IssuerNameMismatch {
+        /// The child certificate.
+        subject: String,
+        /// The CA served for its key id, whose subject DN does not match.
+        issuer: String,
+    },
     /// `subject`'s AKI is not the offered issuer's SKI.
     #[error("{subject}: authority key id differs from the subject key id of {issuer}")]
-    KeyIdMismatch { subject: String, issuer: String },
+    KeyIdMismatch {
+        /// The child certificate.
+        subject: String,
+        /// The CA served for its key id, whose SKI is another.
+        issuer: String,
+    },
     /// An issuer without basicConstraints CA:TRUE.
     #[error("{subject}: issuer is not a CA (basicConstraints CA:TRUE missing)")]
-    NotCa { subject: String },
+    NotCa {
+        /// The certificate offered as an issuer.
+        subject: String,
+    },
     /// An issuer whose keyUsage lacks keyCertSign.
     #[error("{subject}: issuer's keyUsage does not allow keyCertSign")]
-    NoCertSign { subject: String },
+    NoCertSign {
+        /// The certificate offered as an issuer.
+        subject: String,
+    },
     /// An issuer's pathLenConstraint allows fewer CAs below it than the chain has.
     #[error("{subject}: pathLenConstraint {path_len} but {below} CA(s) below it")]
-    PathLen { subject: String, path_len: u32, below: usize },
+    PathLen {
+        /// The CA whose constraint is violated.
+        subject: String,
+        /// Its pathLenConstraint: most CAs allowed between it and the leaf.
+        path_len: u32,
+        /// CAs actually between it and the leaf.
+        below: usize,
+    },
     /// The walk came back to a key id (or certificate) it had already seen.
     #[error("{subject}: chain loops (key id {key_id} seen twice)")]
-    Loop { subject: String, key_id: String },
+    Loop {
+        /// The certificate at which the repetition was noticed.
+        subject: String,
+        /// The repeated key id, dashed hex (empty when a repeated certificate has no SKI).
+        key_id: String,
+    },
     /// More CAs than `max_depth` before reaching a root.
     #[error("no root within {max_depth} CA certificates")]
-    TooDeep { max_depth: usize },
+    TooDeep {
+        /// The limit in force (`chain_max_depth`).
+        max_depth: usize,
+    },
     /// A certificate outside its validity period.
     #[error("{subject}: expired (valid from {not_before} until {not_after})")]
-    Expired { subject: String, not_before: String, not_after: String },
+    Expired {
+        /// The expired certificate.
+        subject: String,
+        /// Start of its validity, as OpenSSL prints ASN.1 times (GMT).
+        not_before: String,
+        /// End of its validity, as OpenSSL prints ASN.1 times (GMT).
+        not_after: String,
+    },
+    /// A certificate whose validity has not begun (often a clock off on one side).
     #[error("{subject}: not yet valid (valid from {not_before} until {not_after})")]
-    NotYetValid { subject: String, not_before: String, not_after: String },
+    NotYetValid {
+        /// The certificate not valid yet.
+        subject: String,
+        /// Start of its validity, as OpenSSL prints ASN.1 times (GMT).
+        not_before: String,
+        /// End of its validity, as OpenSSL prints ASN.1 times (GMT).
+        not_after: String,
+    },
     /// Extensions OpenSSL could not parse (OpenSSL would refuse the certificate).
     #[error("{subject}: malformed extensions")]
-    InvalidExtensions { subject: String },
+    InvalidExtensions {
+        /// The certificate with unparsable extensions.
+        subject: String,
+    },
     /// A critical extension OpenSSL does not handle (OpenSSL would refuse it).
     #[error("{subject}: unhandled critical extension")]
-    UnhandledCriticalExtension { subject: String },
+    UnhandledCriticalExtension {
+        /// The certificate carrying the extension.
+        subject: String,
+    },
     /// The device certificate is a CA.
     #[error("{subject}: a device certificate must not be a CA")]
-    LeafIsCa { subject: String },
+    LeafIsCa {
+        /// The device certificate.
+        subject: String,
+    },
     /// The device certificate's extendedKeyUsage lacks clientAuth.
     #[error("{subject}: extendedKeyUsage does not include clientAuth")]
-    LeafNotClientAuth { subject: String },
+    LeafNotClientAuth {
+        /// The device certificate.
+        subject: String,
+    },
     /// The device certificate's keyUsage allows neither digitalSignature nor keyAgreement.
     #[error("{subject}: keyUsage allows neither digitalSignature nor keyAgreement")]
-    LeafKeyUsage { subject: String },
+    LeafKeyUsage {
+        /// The device certificate.
+        subject: String,
+    },
     /// The chain does not end at a self-signed root.
     #[error("chain ends at {subject}, which is not a self-signed root")]
-    NoRoot { subject: String },
+    NoRoot {
+        /// The last certificate reached, which is not a valid self-signed root.
+        subject: String,
+    },
     /// A self-signed root in the middle of the chain.
     #[error("self-signed {subject} is not the last certificate of the chain")]
-    RootNotLast { subject: String },
+    RootNotLast {
+        /// The self-signed certificate found mid-chain.
+        subject: String,
+    },
     /// The identity name is not in the leaf's SAN dNSNames.
     #[error("name binding: {0}")]
     NameBinding(#[source] PkiError),
     /// A certificate's validity dates could not be read.
     #[error("OpenSSL: {0}")]
     Validity(#[source] PkiError),
+    /// OpenSSL failed while comparing names, encoding a certificate or reading its key
+    /// (a malformed certificate, or OpenSSL itself out of memory).
     #[error("OpenSSL: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
 }

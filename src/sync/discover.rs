@@ -36,27 +36,37 @@ use crate::sync::registry::{Registry, RegistryVerdict};
 /// A successful discovery of one name.
 #[derive(Debug, Clone)]
 pub struct Discovered {
+    /// The authenticated associations the name now publishes (sorted, no duplicates):
+    /// what the request path matches a presented certificate against.
     pub associations: Arc<[Association]>,
     /// The certificates the handshake of these associations needs in the CA set.
     pub cas: Vec<X509>,
+    /// TTL of the TLSA answer: when the name should be looked at again (the schedule
+    /// caps it at `max_interval`).
     pub ttl: Duration,
 }
 
 /// What one lookup of a name concluded.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// At least one record yielded an authenticated association: these replace the
+    /// name's entry.
     Published(Discovered),
     /// Definitive: DNS says there is nothing (usable) for this name.
     Withdrawn {
+        /// Why nothing counts (no TLSA, or each record's reason for being skipped).
         reason: String,
+        /// How long the negative answer holds before the name is asked again.
         ttl: Duration,
     },
     /// DNSSEC validation failed: the answer is forged or broken. Drop the name now.
     Bogus {
+        /// The validator's account of what failed, for the error log.
         reason: String,
     },
     /// Could not find out (timeouts, server failures). Keep the last good entry.
     Failed {
+        /// What went wrong (DNS, a CA fetch, the registry), for the warning log.
         reason: String,
     },
 }
@@ -85,9 +95,11 @@ pub struct RecordReport {
 /// What discovery found for a name: for logs and for `rlm-rust sync`.
 #[derive(Debug, Clone)]
 pub struct NameReport {
+    /// The device name looked up, as asked.
     pub name: String,
     /// secure / insecure / bogus / no-records / failed.
     pub dns: &'static str,
+    /// Per TLSA record looked at, what it yielded or why it was skipped.
     pub records: Vec<RecordReport>,
 }
 
@@ -108,9 +120,13 @@ impl fmt::Display for NameReport {
 pub struct Discoverer {
     /// DNS answers by what DNSSEC proved, in [`DNS_CLASSES`] order.
     pub answers: DnsAnswerCounts,
+    /// The DNSSEC-validating resolver every TLSA lookup (device names, registry) goes to.
     pub resolver: TlsaResolver,
+    /// Fetches issuer certificates from the authority host's `.well-known/ca/`.
     pub fetcher: CaFetcher,
+    /// The IoT Registry check and its verdict cache.
     pub registry: Registry,
+    /// Bounds on the CA chains built for PKIX-CD and DANE records.
     pub limits: ChainLimits,
     /// Most TLSA records of one name looked at (the rest is reported and ignored).
     pub max_records: usize,

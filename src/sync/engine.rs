@@ -44,14 +44,23 @@ pub const HINT_QUEUE: usize = 4096;
 /// Why the sync could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The validating resolver could not be built (trust anchor or DNS-over-TLS CA file
+    /// unreadable, no usable nameserver): fix the `dns_*` options.
     #[error(transparent)]
     Resolver(#[from] ResolverError),
+    /// The CA fetcher's HTTPS client could not be built (typically `https_roots`
+    /// unreadable or holding no certificate).
     #[error(transparent)]
     Fetcher(#[from] FetchError),
+    /// OpenSSL could not supply the random label of the anchor probes; without it a zone
+    /// could pre-publish records at the probe name, so the sync does not start.
     #[error("random source: {0}")]
     Random(#[source] openssl::error::ErrorStack),
+    /// The tokio runtime of the sync could not be created (out of threads or file
+    /// descriptors).
     #[error("cannot start the sync runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The operating system refused to spawn the sync thread.
     #[error("cannot start the sync thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -59,12 +68,35 @@ pub enum EngineError {
 /// Why the CA set or the trust map file was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The hashed CA directory could not be replaced: radiusd keeps reading the previous
+    /// CA set, so devices of a new CA fail their handshake until a retry succeeds.
     #[error("CA set {path}: {source}")]
-    CaSet { path: PathBuf, source: CaSetError },
+    CaSet {
+        /// The directory written (`ca_path`).
+        path: PathBuf,
+        /// What the write ran into (permissions, full disk).
+        source: CaSetError,
+    },
+    /// The PEM bundle of the CA set could not be replaced; it stays at its previous
+    /// content until a retry succeeds.
     #[error("CA bundle {path}: {source}")]
-    CaBundle { path: PathBuf, source: CaSetError },
+    CaBundle {
+        /// The file written (`ca_bundle`).
+        path: PathBuf,
+        /// What the write ran into.
+        source: CaSetError,
+    },
+    /// The trust map file could not be replaced: the new map is served from memory, but a
+    /// restart before a retry succeeds starts from the older file.
     #[error("trust map {path}: {source}")]
-    TrustMap { path: PathBuf, source: std::io::Error },
+    TrustMap {
+        /// The trust map file (`trust_map`).
+        path: PathBuf,
+        /// The I/O error of the atomic replace.
+        source: std::io::Error,
+    },
+    /// The background thread writing a large trust map panicked; the file keeps its
+    /// previous content (writes are atomic) and is written again later.
     #[error("the trust map writer panicked")]
     WriterPanicked,
 }
@@ -118,35 +150,49 @@ struct Done {
 /// Counters of the sync, for tests, benchmarks and the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Lookups started, per pool.
+    /// Lookups the sync loop started in the refresh pool (policy names, anchor probes).
     pub refreshes: u64,
+    /// Lookups the sync loop started in the discovery pool (names discovered on demand).
     pub discoveries: u64,
-    /// Most lookups in flight at once, per pool.
+    /// Most refresh-pool lookups in flight at once so far (bounded by `concurrency`).
     pub max_refresh_in_flight: usize,
+    /// Most discovery-pool lookups in flight at once so far (bounded by
+    /// `discovery_concurrency`).
     pub max_discovery_in_flight: usize,
-    /// Names seen on the request path and admitted for discovery, or not: outside every
-    /// domain entry, over their domain's rate, over `discovery_max_names`.
+    /// Names seen on the request path and admitted for discovery.
     pub hints_admitted: u64,
+    /// Hinted names outside every domain entry of the policy: ignored.
     pub hints_not_covered: u64,
+    /// Hinted names refused because their domain was over `discovery_rate`; a device
+    /// that keeps trying is admitted once the rate allows.
     pub hints_over_rate: u64,
+    /// Hinted names refused because `discovery_max_names` names are tracked already.
     pub hints_over_capacity: u64,
-    /// Lookups cut off by `name_timeout`.
+    /// Lookups cut off by `name_timeout` (counted as failures: the last good entry stays).
     pub timeouts: u64,
-    /// Publications, and how many of them rebuilt the CA set.
+    /// Trust map generations published.
     pub publications: u64,
+    /// Publications that rewrote the CA set on disk (the accepted CAs changed).
     pub ca_set_writes: u64,
-    /// Now: names tracked (discovered ones among them) and lookups in flight per pool.
+    /// Names tracked now, of every origin.
     pub names: usize,
+    /// Of those, names discovered on demand.
     pub discovered_names: usize,
+    /// Refresh-pool lookups in flight now.
     pub refresh_in_flight: usize,
+    /// Discovery-pool lookups in flight now.
     pub discovery_in_flight: usize,
-    /// Names per status (refreshed every second), the last completed round (when it
-    /// ended, Unix seconds; how long it took), TLSA answers per DNSSEC class, CA fetches,
-    /// and the CAs in the CA set.
+    /// Names per status (recounted every second, not per lookup).
     pub status_counts: Vec<(NameStatus, usize)>,
+    /// The last completed round over the configured names: when it ended (Unix seconds)
+    /// and how long it took. None until the first round completes.
     pub last_round: Option<(i64, Duration)>,
+    /// TLSA answers received per DNSSEC class (`secure`, `insecure`, `bogus`,
+    /// `no-records`, `failed`), since start.
     pub dns_answers: Vec<(&'static str, u64)>,
+    /// Counters of the CA fetches from `.well-known/ca/`.
     pub ca_fetches: FetchStats,
+    /// CAs in the CA set as last decided (accepted, not refused as contested).
     pub ca_set_size: usize,
 }
 
@@ -154,14 +200,18 @@ pub struct Stats {
 pub struct StatusRequest {
     /// Most names listed (problems first).
     pub limit: usize,
+    /// Where the sync loop sends its answer; dropped unanswered if the sync stops.
     pub reply: tokio::sync::oneshot::Sender<StatusReport>,
 }
 
 /// What the sync knows, for a person.
 #[derive(Debug, Clone)]
 pub struct StatusReport {
+    /// The counters as of the request.
     pub stats: Stats,
+    /// The policy source (file path or URL) the names come from.
     pub policy: String,
+    /// Per-name rows, problems first, at most the requested limit.
     pub rows: Vec<NameRow>,
 }
 
@@ -232,7 +282,9 @@ impl Disk {
 #[derive(Debug, thiserror::Error)]
 #[error("generation {} served from memory, not all written: {reason}", .map.generation)]
 pub struct PublishError {
+    /// The new generation, to be stored in the snapshot cell all the same.
     pub map: TrustMap,
+    /// Every failed write's message, joined by `; `.
     pub reason: String,
 }
 
@@ -280,6 +332,10 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 const RECOUNT_EVERY: Duration = Duration::from_secs(60);
 
 impl Engine {
+    /// An empty engine for the instance `label` (the log prefix), persisting to
+    /// `trust_map_path`. Builds the resolver and the CA fetcher now, so a bad anchor
+    /// or roots file fails here; tracks nothing until [`Engine::restore`] or
+    /// [`Engine::set_policy`].
     pub fn new(label: String, cfg: SyncConfig, trust_map_path: PathBuf) -> Result<Engine, EngineError> {
         let discoverer = Arc::new(discoverer(&cfg)?);
         let timing = cfg.timing();
@@ -372,6 +428,7 @@ impl Engine {
         true
     }
 
+    /// The policy in force (the last one installed).
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -976,6 +1033,9 @@ impl SyncThread {
         self.hints.try_send(hint).is_ok()
     }
 
+    /// Stops the sync loop and waits for the thread, which first writes the trust map file
+    /// if it is behind the last publication. Idempotent; dropping the `SyncThread` does
+    /// the same.
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(true);
@@ -994,6 +1054,7 @@ pub struct SyncHandle {
 }
 
 impl SyncHandle {
+    /// The sync's counters as of its last loop (never waits for the loop).
     pub fn stats(&self) -> Stats {
         self.stats.lock().clone()
     }

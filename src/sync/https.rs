@@ -39,25 +39,48 @@ pub enum HttpError {
         "{url}: redirect to {} refused (the document must be served directly)",
         .location.as_deref().unwrap_or("<no Location>")
     )]
-    Redirect { url: String, location: Option<String> },
+    Redirect {
+        /// The URL asked.
+        url: String,
+        /// Where the server tried to send the request (`Location`), if it said.
+        location: Option<String>,
+    },
     /// The body (announced or received) exceeds the limit; reading stopped there.
     #[error("{url}: body larger than {limit} bytes, not read further")]
-    TooLarge { url: String, limit: usize },
+    TooLarge {
+        /// The URL asked.
+        url: String,
+        /// The body limit in bytes.
+        limit: usize,
+    },
     /// The request did not complete within the timeout.
     #[error("{url}: no complete answer within {after:?}")]
-    Timeout { url: String, after: Duration },
+    Timeout {
+        /// The URL asked.
+        url: String,
+        /// The budget that ran out.
+        after: Duration,
+    },
     /// Connection, TLS or HTTP protocol failure.
     #[error("{url}: {message}")]
-    Transport { url: String, message: String },
+    Transport {
+        /// The URL asked.
+        url: String,
+        /// The underlying causes, outermost first (refused, reset, certificate unknown).
+        message: String,
+    },
 }
 
 /// A non-redirect answer. The body is read only for 200.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// The HTTP status (200, 304 Not Modified, 404, ...; never another 3xx).
     pub status: u16,
-    /// `ETag` and `Last-Modified`, for a conditional request next time.
+    /// `ETag` of the answer, for `If-None-Match` next time.
     pub etag: Option<String>,
+    /// `Last-Modified` of the answer, for `If-Modified-Since` next time.
     pub last_modified: Option<String>,
+    /// The body, at most `max_body` bytes; empty unless the status is 200.
     pub body: Vec<u8>,
 }
 
@@ -80,6 +103,8 @@ pub fn install_crypto_provider() {
 }
 
 impl HttpsClient {
+    /// Builds the client from `config`: reads the web roots now (a missing or empty file
+    /// is an error at start, not at the first fetch) and refuses a zero body limit.
     pub fn new(config: &HttpsConfig) -> Result<HttpsClient, HttpError> {
         install_crypto_provider();
         let roots_path = config.roots.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOTS));
@@ -108,10 +133,12 @@ impl HttpsClient {
         Ok(HttpsClient { client, timeout: config.timeout, max_body: config.max_body })
     }
 
+    /// The budget of one whole request.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
+    /// The largest body accepted, in bytes.
     pub fn max_body(&self) -> usize {
         self.max_body
     }

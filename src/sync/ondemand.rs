@@ -32,6 +32,7 @@ impl Hint {
         Some(Hint { bytes, len: len as u8 })
     }
 
+    /// The name as handed over by the request path.
     pub fn name(&self) -> &str {
         // Built from a &str above; the slice is that same string.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")

@@ -25,7 +25,10 @@ pub struct PolicySourceError(pub String);
 /// The `policy` option.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
+    /// A local file, re-read whenever its modification stamp changes.
     File(PathBuf),
+    /// An `https://` URL, fetched every `policy_refresh` with conditional requests; its
+    /// last good document is kept next to the trust map.
     Url(String),
 }
 
@@ -58,6 +61,8 @@ impl std::fmt::Display for PolicySource {
 pub enum Update {
     /// A new policy (with the entries that were skipped).
     Loaded(Loaded),
+    /// The file's stamp did not change, or the server answered 304 or sent the same
+    /// document again: nothing to do.
     Unchanged,
     /// Nothing usable; the last good policy stays.
     Failed(String),
@@ -96,6 +101,9 @@ const CACHE_MODE: u32 = 0o644;
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 impl PolicyFeed {
+    /// A feed of `source`: a file is looked at every `file_poll`, a URL fetched with
+    /// `client` every `url_refresh` and its last good document kept at `cache_path`. The
+    /// first poll is due at once.
     pub fn new(
         source: PolicySource,
         client: HttpsClient,
@@ -124,6 +132,7 @@ impl PolicyFeed {
         self
     }
 
+    /// Where this feed reads the policy from.
     pub fn source(&self) -> &PolicySource {
         &self.source
     }

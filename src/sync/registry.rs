@@ -57,6 +57,8 @@ pub struct Registry {
 const MIN_CACHE: Duration = Duration::from_secs(1);
 
 impl Registry {
+    /// The registry at `domain` (any case, trailing dot ignored); `require`: every
+    /// certificate must be listed (`require_registry`). Starts with an empty verdict cache.
     pub fn new(domain: &str, require: bool) -> Registry {
         let cache = Cache::builder().max_capacity(100_000).expire_after(ByAnswerTtl).build();
         Registry { domain: domain.trim_end_matches('.').to_ascii_lowercase(), require, cache }

@@ -1,8 +1,9 @@
 //! The sync's memory: per name, the last good discovery and when to look again.
 //!
 //! Pure state, no I/O, so every rule below is unit-tested without DNS:
-//! - a name is refreshed at min(TTL, max_interval), never sooner than min_interval, with
-//!   jitter so 10k names with one TTL do not all fire in the same second;
+//! - a name is refreshed at min(TTL, max_interval), never sooner than min_interval unless
+//!   the TTL itself is shorter (honoured down to 1 s), with jitter so 10k names with one
+//!   TTL do not all fire in the same second;
 //! - a withdrawn (no TLSA, nothing usable) or Bogus name loses its associations at once:
 //!   that is revocation at the speed of the TTL;
 //! - a failed lookup (timeout, SERVFAIL, HTTPS down) keeps the last good entry and backs
@@ -28,8 +29,11 @@ use crate::sync::discover::Outcome;
 /// Timing rules, from the instance configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
+    /// Refresh floor for TTLs longer than it, and the first step of the failure back-off.
     pub min_interval: Duration,
+    /// Longest wait before a name is looked up again (caps TTL and back-off alike).
     pub max_interval: Duration,
+    /// How long after DNS last confirmed it a failing name's entry is still served.
     pub max_stale: Duration,
     /// How long a name discovered on demand is kept without showing up again.
     pub discovery_idle: Duration,
@@ -40,6 +44,7 @@ pub struct Timing {
 pub struct Good {
     /// Shared with the trust map's entry of the name.
     pub associations: Arc<[Association]>,
+    /// The CA certificates these associations' handshakes need in the CA set.
     pub cas: Arc<[X509]>,
     /// When DNS last confirmed it (Unix seconds).
     pub verified_at: i64,
@@ -53,6 +58,7 @@ pub enum Shown<'s> {
     /// DNS says nothing usable is published (kept for names discovered on demand, so the
     /// check can tell "nothing published" from "not looked up yet").
     Negative,
+    /// The name's last good associations (confirmed, or still within `max_stale`).
     Good(&'s Good),
 }
 
@@ -66,7 +72,11 @@ pub enum Origin {
     /// devices shakes hands. Never shown in the trust map.
     Anchor,
     /// Allowed through its domain, seen in an EAP conversation at `last_seen` (Unix s).
-    Discovered { last_seen: i64 },
+    Discovered {
+        /// Last time (Unix seconds) the name was seen on the request path; the name is
+        /// forgotten `discovery_idle` after it.
+        last_seen: i64,
+    },
 }
 
 impl Origin {
@@ -102,8 +112,11 @@ impl Pool {
 /// name), so one slow or hostile zone holds at most `per_domain` slots of a pool.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Lookups of the policy's names (and anchor probes) in flight at once.
     pub refresh: usize,
+    /// Lookups of names discovered on demand in flight at once.
     pub discovery: usize,
+    /// Lookups in flight per pool under any one parent domain.
     pub per_domain: usize,
 }
 
@@ -155,6 +168,7 @@ pub enum NameStatus {
 }
 
 impl NameStatus {
+    /// Every status, in the order the metrics and status counts list them.
     pub const ALL: [NameStatus; 6] = [
         NameStatus::Pending,
         NameStatus::Published,
@@ -164,6 +178,7 @@ impl NameStatus {
         NameStatus::Failing,
     ];
 
+    /// The status as the metrics label and the status view spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             NameStatus::Pending => "pending_discovery",
@@ -179,14 +194,22 @@ impl NameStatus {
 /// One row of the status view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameRow {
+    /// The tracked name (a device name, or a domain entry's anchor probe).
     pub name: Arc<str>,
+    /// Why it is tracked: policy entry, anchor probe, or discovered on demand.
     pub origin: Origin,
+    /// Where the name stands, as the operator reads it.
     pub status: NameStatus,
+    /// Associations the trust map serves for it now (0 when none).
     pub associations: usize,
+    /// TLSA records in the last answer (saturates at 65535).
     pub records: u16,
+    /// When what the trust map shows for it last changed (Unix seconds; 0: never).
     pub changed_at: i64,
     /// Seconds until the next lookup (0: due or running).
     pub next_in: u64,
+    /// Why the last lookup did not publish (withdrawn, bogus or failed); None after a
+    /// publication.
     pub error: Option<Box<str>>,
 }
 
@@ -234,6 +257,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// An empty schedule with these timing rules and pool sizes.
     pub fn new(timing: Timing, limits: Limits) -> Schedule {
         Schedule {
             timing,
@@ -431,6 +455,7 @@ impl Schedule {
         }
     }
 
+    /// Why `name` is tracked; None when it is not.
     pub fn origin(&self, name: &str) -> Option<Origin> {
         self.names.get(name).map(|s| s.origin)
     }
@@ -624,10 +649,12 @@ impl Schedule {
         (self.in_flight.iter().sum(), self.in_flight[Pool::Discovery.index()])
     }
 
+    /// Names tracked, of every origin.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// Whether no name is tracked.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

@@ -71,6 +71,8 @@ impl Watcher {
         Ok(Watcher { stop: Some(tx), thread: Some(thread) })
     }
 
+    /// Stops the watcher thread and waits for it; the last map loaded stays served.
+    /// Idempotent; dropping the watcher does the same.
     pub fn stop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {

@@ -82,10 +82,20 @@ pub enum ResolverError {
     Config(String),
     /// The trust anchor file cannot be read or parsed.
     #[error("trust anchor file {path}: {reason}")]
-    TrustAnchor { path: PathBuf, reason: String },
+    TrustAnchor {
+        /// The file given as `dns_trust_anchors`.
+        path: PathBuf,
+        /// Why it is unusable (I/O error, no DNSKEY line, parse error).
+        reason: String,
+    },
     /// The DoT CA file cannot be read or holds no usable certificate.
     #[error("DNS-over-TLS CA file {path}: {reason}")]
-    TlsCa { path: PathBuf, reason: String },
+    TlsCa {
+        /// The file given as `dns_tls_ca` (or the system web roots by default).
+        path: PathBuf,
+        /// Why it is unusable (I/O error, bad PEM, no certificate).
+        reason: String,
+    },
     /// hickory refused the configuration (or resolv.conf could not be read).
     #[error("DNS resolver: {0}")]
     Resolver(String),

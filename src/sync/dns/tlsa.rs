@@ -15,8 +15,12 @@ const SHA512_LEN: usize = 64;
 /// One TLSA record as published (RFC 6698 §2.1), numbers as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TlsaRecord {
+    /// Certificate usage: 2 DANE-TA, 3 DANE-EE and 4 PKIX-CD are used; 0, 1 and others
+    /// are reported as unusable.
     pub usage: u8,
+    /// What the data covers: 0 the whole certificate, 1 its SubjectPublicKeyInfo.
     pub selector: u8,
+    /// How the data is given: 0 in full, 1 SHA2-256, 2 SHA2-512.
     pub matching: u8,
     /// Certificate association data (a DER certificate for x 0 0).
     pub data: Vec<u8>,
@@ -29,18 +33,39 @@ pub struct TlsaRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsaAnswer {
     /// Every record of the answer validated up to a trust anchor.
-    Secure { records: Vec<TlsaRecord>, ttl: Duration },
+    Secure {
+        /// The TLSA records at the name (or at the end of its CNAME chain).
+        records: Vec<TlsaRecord>,
+        /// When the sync should ask again (see the type's note on `ttl`).
+        ttl: Duration,
+    },
     /// The name is provably in an unsigned zone (a signed parent proves "no DS"). Also the
     /// verdict for an answer mixing secure and insecure records (weakest proof wins).
-    Insecure { records: Vec<TlsaRecord>, ttl: Duration },
+    Insecure {
+        /// The records as served; only usage 4 may be used from an insecure answer.
+        records: Vec<TlsaRecord>,
+        /// When the sync should ask again.
+        ttl: Duration,
+    },
     /// Validation failed: signatures wrong/missing/expired, DS not matching, wrong anchor.
-    Bogus { reason: String },
+    Bogus {
+        /// The validator's account of the failure, for the operator's error log.
+        reason: String,
+    },
     /// NXDOMAIN or NODATA. `secure`: the denial itself is proven by NSEC/NSEC3 records
     /// that validated; false when the zone is provably unsigned.
-    NoRecords { secure: bool, ttl: Duration },
+    NoRecords {
+        /// Whether the denial validated (NSEC/NSEC3); false for an unsigned zone.
+        secure: bool,
+        /// Negative TTL (from the SOA, else 60 s): how long the absence holds.
+        ttl: Duration,
+    },
     /// No usable answer: timeout, SERVFAIL/REFUSED, transport or protocol error, invalid
     /// name. Says nothing about the name; keep what was known and retry.
-    Failed { reason: String },
+    Failed {
+        /// What went wrong (timeout, rcode, transport error), for the warning log.
+        reason: String,
+    },
 }
 
 impl TlsaAnswer {
@@ -66,13 +91,27 @@ pub enum RecordUse {
     /// caller must require a Secure answer). The data has been checked for its form: one
     /// DER certificate (`3 0 0`), one SubjectPublicKeyInfo (`3 1 0`), or a digest of the
     /// right length.
-    DaneEe { selector: Selector, matching: Matching },
+    DaneEe {
+        /// Whether the data covers the certificate or only its key.
+        selector: Selector,
+        /// Whether the data is given in full or as a digest.
+        matching: Matching,
+    },
     /// Usage 2 (DANE-TA), any selector and matching type: a trust anchor the presented
     /// certificate's verified chain must pass through; DNSSEC alone authenticates it (the
     /// caller must require a Secure answer). The data's form is checked as for DANE-EE.
-    DaneTa { selector: Selector, matching: Matching },
+    DaneTa {
+        /// Whether the data covers the anchor's certificate or only its key.
+        selector: Selector,
+        /// Whether the data is given in full or as a digest.
+        matching: Matching,
+    },
     /// Cannot yield a certificate association.
-    Unusable { reason: String },
+    Unusable {
+        /// Why, naming the record's numbers (unsupported usage, malformed data), as the
+        /// operator tool prints it.
+        reason: String,
+    },
 }
 
 /// Decides what a TLSA record can be used for. Pure; checks the form of the data.
