@@ -15,21 +15,55 @@ use crate::sync::policyfeed::{PolicySource, PolicySourceError};
 /// Why the section's pairs make no [`Config`]. Every message names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// The key named appears twice in the section; which value was meant is not guessed.
     #[error("{0} is set twice")]
     SetTwice(String),
     /// A required key is missing (the text says which and what it is for).
     #[error("{0}")]
     Missing(&'static str),
+    /// A value of the wrong kind: not a whole number, not yes/no, not a port or IP
+    /// address, not a rate above 0.
     #[error("{key} = {value:?}: {reason}")]
-    BadValue { key: String, value: String, reason: &'static str },
+    BadValue {
+        /// The option, as the section names it.
+        key: String,
+        /// Its value as the section gives it.
+        value: String,
+        /// What the option expects instead.
+        reason: &'static str,
+    },
+    /// A duration option whose value [`parse_duration`] refuses.
     #[error("{key} = {value:?}: {source}")]
-    BadDuration { key: String, value: String, source: DurationError },
+    BadDuration {
+        /// The option, as the section names it.
+        key: String,
+        /// Its value as the section gives it.
+        value: String,
+        /// Why it is not a duration.
+        source: DurationError,
+    },
+    /// An item of an address list (`dns_servers`, the address side of `https_resolve`)
+    /// that is not an IP address with an optional port; host names are not resolved here.
     #[error("{key}: {addr:?} is not an IP address[:port]")]
-    BadAddress { key: String, addr: String },
+    BadAddress {
+        /// The option, as the section names it.
+        key: String,
+        /// The item refused.
+        addr: String,
+    },
+    /// An `https_resolve` item without the `=` between the host and its address.
     #[error("{key}: {item:?} is not host=address:port")]
-    BadResolve { key: String, item: String },
+    BadResolve {
+        /// The option, as the section names it.
+        key: String,
+        /// The item refused.
+        item: String,
+    },
+    /// `policy` is a plain `http://` URL: the policy decides who may join the network,
+    /// so it is fetched over HTTPS only.
     #[error(transparent)]
     Policy(#[from] PolicySourceError),
+    /// A key this module does not know, usually a typo: no option is silently ignored.
     #[error("unknown option {0:?} (see raddb/mods-available/rust for the options)")]
     Unknown(String),
     /// Values that do not fit together (the text says which).
@@ -40,12 +74,17 @@ pub enum ConfigError {
 /// Why a value is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// A suffix other than `ms`, `s`, `m`, `h` or `d` (no suffix means seconds).
     #[error("unknown unit {0:?} (use ms, s, m, h or d)")]
     UnknownUnit(String),
+    /// The part before the unit is not a decimal number.
     #[error("not a number")]
     NotANumber,
+    /// A value below zero.
     #[error("must be a non-negative number")]
     Negative,
+    /// Above 100 years: a longer interval would overflow the deadlines the sync computes
+    /// from it (and panic instead of failing the configuration).
     #[error("longer than 100 years")]
     TooLong,
 }
@@ -53,12 +92,21 @@ pub enum DurationError {
 /// Everything an instance needs. Sync settings are `Some` when `policy` is set.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The instance name (`rust`, `guests`): prefixes its log lines (`rlm_rust[name]`) and
+    /// is the metrics' `instance` label.
     pub name: String,
+    /// The trust map snapshot file: the hand-made map the watcher loads, or, with
+    /// `policy`, where the sync persists each map and what it serves first after a restart.
     pub trust_map: PathBuf,
+    /// How often a file is polled for a change: the trust map without `policy`, a policy
+    /// file with it. The instance raises it to 5 ms at least.
     pub reload_interval: Duration,
+    /// What an accept and a reject tell the NAS and the device.
     pub reply: ReplyConfig,
     /// Where the metrics listener serves `/metrics` and `/status` (None: off).
     pub metrics: Option<SocketAddr>,
+    /// The DNS sync's options; None without `policy` (manual mode: the operator writes
+    /// the trust map and installs the CAs).
     pub sync: Option<SyncConfig>,
 }
 
@@ -352,10 +400,21 @@ pub fn parse_section(
 /// Why a module file has no usable `rust { }` section.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SectionError {
+    /// A line directly in the section that is neither `key = value`, the opening of a
+    /// subsection nor a closing brace.
     #[error("line {line}: expected key = value, got {text:?}")]
-    NotAPair { line: usize, text: String },
+    NotAPair {
+        /// 1-based line in the module file.
+        line: usize,
+        /// The line, comment and surrounding blanks removed.
+        text: String,
+    },
+    /// No section of that instance opens in the file, or the one that opens never closes.
     #[error("no `rust {}{{ ... }}` section found", instance.as_deref().map(|n| format!("{n} ")).unwrap_or_default())]
-    NotFound { instance: Option<String> },
+    NotFound {
+        /// The instance asked for; None for the unnamed `rust { }`.
+        instance: Option<String>,
+    },
 }
 
 fn strip_comment(line: &str) -> &str {

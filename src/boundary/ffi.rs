@@ -35,6 +35,9 @@ pub fn guarded<T>(entry: &str, fallback: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Installs the log bridge to radiusd's log; called once per process, before any instance.
+/// Returns 0, or -1 when `host` or its log function is missing.
+///
 /// # Safety
 /// `host` is NULL or points to a valid `rlm_rust_host`.
 #[no_mangle]
@@ -51,6 +54,11 @@ pub unsafe extern "C" fn rlm_rust_init(host: *const rlm_rust_host) -> libc::c_in
     })
 }
 
+/// Parses one `rust { }` section and starts its instance (the sync or the file watcher,
+/// and the metrics listener). Returns the handle the other entries take, or NULL after
+/// logging why (bad option, start failure); the shim then fails instantiation, so
+/// radiusd does not start.
+///
 /// # Safety
 /// `config` is NULL or points to a valid `rlm_rust_config` whose strings are NUL-terminated.
 #[no_mangle]
@@ -94,6 +102,9 @@ pub unsafe extern "C" fn rlm_rust_instantiate(config: *const rlm_rust_config) ->
     })
 }
 
+/// Stops the instance's threads, waits for them and frees it; the handle is dead after
+/// this. NULL is ignored.
+///
 /// # Safety
 /// `inst` is NULL or was returned by `rlm_rust_instantiate` and not yet detached.
 #[no_mangle]
@@ -147,6 +158,11 @@ unsafe fn values<'a>(v: &rlm_rust_values, out: &'a mut [&'a [u8]; MAX_VALUES]) -
     &out[..n]
 }
 
+/// Decides one request: validates the captured certificate, checks the request against the
+/// instance's current snapshot, and hands the side effects (reply attributes, reject reason
+/// and message, the decision log line) to `sink`. Never blocks on I/O. Returns accept or
+/// reject; fail for a NULL argument or a caught panic.
+///
 /// # Safety
 /// `inst` came from `rlm_rust_instantiate`; `request` and `sink` point to valid structs
 /// whose strings stay alive for the call.
@@ -210,6 +226,11 @@ pub unsafe extern "C" fn rlm_rust_check(
     })
 }
 
+/// Hands the User-Name of an EAP-Response/Identity to the sync before the handshake, so a
+/// name the policy admits through its domain is looked up in time for the check. Never
+/// blocks and decides nothing: 1 when the sync was told, 0 otherwise (e.g. no sync, a name
+/// listed exactly or under no domain entry, a full queue).
+///
 /// # Safety
 /// `inst` came from `rlm_rust_instantiate`; `user_name` points to `len` bytes (or is
 /// NULL) for the duration of the call.

@@ -18,6 +18,8 @@ use crate::sync::watch::Watcher;
 
 /// What the request path reports back, besides the decision.
 pub struct Decided<'m> {
+    /// The check's outcome. An accept borrows its reply attributes from the snapshot,
+    /// which is why the outcome is only lent to the closure of [`Instance::decide`].
     pub decision: Decision<'m>,
     /// The one-line decision record (name, SSID, result, reason, microseconds).
     pub log_line: String,
@@ -29,6 +31,10 @@ enum Feeder {
     Sync(SyncThread),
 }
 
+/// One configured `rust { }` section, running: the snapshot its requests read, the thread
+/// that keeps it current (the DNS sync or the file watcher), its reply options, its
+/// decision counters and the optional metrics listener. Created at instantiate, stopped at
+/// detach.
 pub struct Instance {
     label: String,
     snapshot: Arc<SnapshotCell>,
@@ -45,11 +51,14 @@ const MIN_RELOAD: Duration = Duration::from_millis(5);
 /// Why an instance did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
+    /// The DNS sync could not be set up: its resolver (servers, trust anchors,
+    /// DNS-over-TLS), its HTTPS client (roots), the random source, its runtime or thread.
     #[error(transparent)]
     Sync(#[from] EngineError),
     /// The trust map file could not be watched.
     #[error(transparent)]
     Watch(#[from] std::io::Error),
+    /// The metrics listener could not start (typically: `metrics_port` is in use).
     #[error(transparent)]
     Metrics(#[from] ExporterError),
 }
@@ -117,6 +126,7 @@ impl Instance {
         pairs
     }
 
+    /// The cell this instance's requests load the current trust map from.
     pub fn snapshot(&self) -> &SnapshotCell {
         &self.snapshot
     }
@@ -180,6 +190,8 @@ impl Instance {
         line
     }
 
+    /// Stops the metrics listener and the feeder thread and waits for both; detach calls
+    /// it once.
     pub fn stop(&mut self) {
         if let Some(e) = &mut self.exporter {
             e.stop();

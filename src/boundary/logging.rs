@@ -18,6 +18,7 @@ struct HostLogger;
 
 static LOGGER: HostLogger = HostLogger;
 
+/// The host's level for a `log` level; trace folds into debug, the finest the header defines.
 pub fn level_code(level: log::Level) -> LevelType {
     match level {
         log::Level::Error => rlm_rust_log_level::RLM_RUST_LOG_ERROR,

@@ -58,7 +58,9 @@ pub enum Matching {
 /// of a million-name map is 64 bytes instead of 88.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Digest {
+    /// A SHA-256 digest: as published (matching type 1), or of the published data (0).
     Sha256([u8; 32]),
+    /// A SHA-512 digest, as published (matching type 2).
     Sha512(Box<[u8; 64]>),
 }
 
@@ -80,9 +82,13 @@ impl fmt::Display for Digest {
 /// One certificate association of a name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Association {
+    /// Which certificate of the verified chain the digest must name.
     pub usage: Usage,
+    /// Whether the digest covers that whole certificate or only its key.
     pub selector: Selector,
+    /// How DNS published the data; reports show it, the check compares the digest.
     pub matching: Matching,
+    /// What the check compares with the captured digest the selector picks.
     pub digest: Digest,
     /// When the authenticated certificate expires (Unix seconds), for PKIX-CD: the
     /// association leaves the map then, even while DNS is unreachable. None for DANE
@@ -91,6 +97,7 @@ pub struct Association {
 }
 
 impl Usage {
+    /// The TLSA certificate usage number (2, 3, 4), as records and the snapshot write it.
     pub fn code(self) -> u8 {
         match self {
             Usage::DaneTa => 2,
@@ -110,6 +117,7 @@ impl Usage {
 }
 
 impl Selector {
+    /// The TLSA selector number (0, 1), as records and the snapshot write it.
     pub fn code(self) -> u8 {
         match self {
             Selector::Cert => 0,
@@ -117,6 +125,8 @@ impl Selector {
         }
     }
 
+    /// The selector a record's number stands for; None for any other number (private use
+    /// or unassigned), which makes the record unusable here.
     pub fn from_code(code: u8) -> Option<Selector> {
         match code {
             0 => Some(Selector::Cert),
@@ -127,6 +137,7 @@ impl Selector {
 }
 
 impl Matching {
+    /// The TLSA matching type number (0, 1, 2), as records and the snapshot write it.
     pub fn code(self) -> u8 {
         match self {
             Matching::Full => 0,
@@ -135,6 +146,8 @@ impl Matching {
         }
     }
 
+    /// The matching type a record's number stands for; None for any other number (private
+    /// use or unassigned), which makes the record unusable here.
     pub fn from_code(code: u8) -> Option<Matching> {
         match code {
             0 => Some(Matching::Full),
@@ -148,8 +161,12 @@ impl Matching {
 /// A published digest whose length is not its algorithm's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestLengthError {
+    /// A matching type 1 record whose data is not 32 bytes (its length given): the record
+    /// can name no certificate and is not used.
     #[error("a SHA2-256 digest is 32 bytes, this one has {0}")]
     Sha256(usize),
+    /// A matching type 2 record whose data is not 64 bytes (its length given): the record
+    /// can name no certificate and is not used.
     #[error("a SHA2-512 digest is 64 bytes, this one has {0}")]
     Sha512(usize),
 }
@@ -204,8 +221,14 @@ impl Association {
 /// certificate, the certificates above it (issuer first, trust anchor last), and the
 /// presented certificate's SAN dNSNames byte for byte.
 pub trait VerifiedChain {
+    /// The presented certificate's digests: the certificate whose key the client used in
+    /// the handshake.
     fn leaf(&self) -> CertDigests<'_>;
+    /// The digests of the certificates above the leaf, issuer first, trust anchor last;
+    /// the leaf itself is never among them.
     fn issuers(&self) -> impl Iterator<Item = CertDigests<'_>>;
+    /// The presented certificate's SAN dNSName entries, raw bytes as captured (not
+    /// validated as names).
     fn san_dns(&self) -> &[&[u8]];
 }
 

@@ -10,18 +10,27 @@ use crate::model::pki;
 /// The digests of one certificate of the verified chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CertDigests<'a> {
+    /// SHA-256 of the certificate's DER: what selector 0 with matching type 0 or 1 names.
     pub cert_sha256: &'a [u8; 32],
+    /// SHA-512 of the certificate's DER: what selector 0 with matching type 2 names.
     pub cert_sha512: &'a [u8; 64],
+    /// SHA-256 of its SubjectPublicKeyInfo DER: what selector 1 with matching type 0 or 1
+    /// names.
     pub spki_sha256: &'a [u8; 32],
+    /// SHA-512 of its SubjectPublicKeyInfo DER: what selector 1 with matching type 2 names.
     pub spki_sha512: &'a [u8; 64],
 }
 
 /// The digests of one certificate, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedDigests {
+    /// SHA-256 of the certificate's DER.
     pub cert_sha256: [u8; 32],
+    /// SHA-512 of the certificate's DER.
     pub cert_sha512: [u8; 64],
+    /// SHA-256 of its SubjectPublicKeyInfo DER, as the certificate encodes it.
     pub spki_sha256: [u8; 32],
+    /// SHA-512 of its SubjectPublicKeyInfo DER, as the certificate encodes it.
     pub spki_sha512: [u8; 64],
 }
 

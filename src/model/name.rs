@@ -10,20 +10,30 @@ const MAX_LABEL_LEN: usize = 63;
 /// Why a string is not a device identity name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// Nothing left once the one trailing dot is removed.
     #[error("empty name")]
     Empty,
+    /// Longer than [`MAX_NAME_LEN`] bytes (its length given).
     #[error("name is {0} bytes, longer than {MAX_NAME_LEN}")]
     TooLong(usize),
+    /// Two dots in a row, a leading dot, or two trailing dots.
     #[error("empty label (two dots in a row, or a leading dot)")]
     EmptyLabel,
+    /// A label longer than DNS allows, 63 bytes (the label given).
     #[error("label {0:?} is longer than {MAX_LABEL_LEN} bytes")]
     LabelTooLong(String),
+    /// The first character that is not an ASCII letter or digit, `-`, `_` or a dot. Any
+    /// non-ASCII character is one: no Unicode look-alike of a name gets through.
     #[error("character {0:?} is not allowed in a DNS name")]
     BadCharacter(char),
+    /// A label that starts or ends with `-` (the label given), as host names may not.
     #[error("label {0:?} starts or ends with '-'")]
     HyphenAtLabelEdge(String),
+    /// One label only (`localhost`): a device name lies under some organisation's zone.
     #[error("a device name needs at least two labels")]
     SingleLabel,
+    /// Only digits between the dots: reads as an IPv4 address, which must never pass for
+    /// a device name.
     #[error("an IP address is not a device name")]
     IpAddress,
 }

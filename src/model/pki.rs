@@ -36,13 +36,22 @@ const ONELINE_BUF: usize = 1024;
 /// Errors reading certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// A PEM blob holds no certificate or does not parse (the text says why).
     #[error("cannot parse certificate: {0}")]
     Parse(String),
+    /// The certificate does not carry the claimed name among its SAN dNSNames, so it
+    /// cannot vouch for that name (the name binding fails).
     #[error("name {name} is not among the certificate's SAN dNSNames {sans:?}")]
-    NameNotInSan { name: String, sans: Vec<String> },
+    NameNotInSan {
+        /// The name claimed.
+        name: String,
+        /// The dNSNames the certificate does carry, as written in it.
+        sans: Vec<String>,
+    },
     /// OpenSSL's verification refused the chain (the reason as OpenSSL words it).
     #[error("the chain does not verify: {0}")]
     Unverified(String),
+    /// An OpenSSL call failed outright (memory, store set-up): no verdict on the chain.
     #[error("OpenSSL: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
 }
@@ -137,6 +146,8 @@ pub fn check_name_binding(cert: &X509Ref, name: &str) -> Result<(), PkiError> {
     }
 }
 
+/// Whether two DNS names are the same name: ASCII case ignored, one trailing dot on either
+/// side ignored.
 pub fn dns_eq(a: &str, b: &str) -> bool {
     a.strip_suffix('.').unwrap_or(a).eq_ignore_ascii_case(b.strip_suffix('.').unwrap_or(b))
 }
@@ -187,10 +198,17 @@ pub enum DerError {
     /// OpenSSL's first reason ("too long", "wrong tag"); the stack is noise.
     #[error("not a DER certificate ({0})")]
     NotDer(String),
+    /// It parsed, but OpenSSL cannot write it back as DER to compare with the data.
     #[error("certificate does not re-encode ({0})")]
     Reencode(#[source] openssl::error::ErrorStack),
+    /// A certificate followed by more bytes: the data is not one certificate alone.
     #[error("{} bytes after the {}-byte certificate", .data_len.saturating_sub(*.der_len), .der_len)]
-    TrailingBytes { data_len: usize, der_len: usize },
+    TrailingBytes {
+        /// Bytes in the data as received.
+        data_len: usize,
+        /// Bytes of the certificate at its start.
+        der_len: usize,
+    },
     /// OpenSSL accepts some BER (padding bits in a BIT STRING) and re-encodes it as DER at
     /// the same length.
     #[error("the certificate is not in DER form (OpenSSL re-encodes it differently), so no handshake can match it")]

@@ -26,29 +26,57 @@ use crate::model::strict_json::{object, Object};
 /// A reply attribute added on accept (e.g. `Tunnel-Private-Group-Id = 10` for a VLAN).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReplyAttr {
+    /// A RADIUS attribute name of radiusd's dictionary; radiusd reports an unknown one
+    /// when the accept adds it.
     pub attribute: String,
+    /// Its value as text, which radiusd parses by the attribute's type.
     pub value: String,
 }
 
 /// Why a text is not a policy entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
+    /// A `*.domain` entry whose domain is not a valid name.
     #[error("domain entry {text:?}: {source}")]
-    Domain { text: String, source: NameError },
+    Domain {
+        /// The entry as written, blanks trimmed.
+        text: String,
+        /// Why the domain is not a name.
+        source: NameError,
+    },
+    /// A `*` other than a leading `*.` label (`car*.example`, `a.*.example`): a domain
+    /// entry covers exactly one label below the domain, nothing finer.
     #[error("entry {0:?}: a wildcard is only allowed as the whole first label (*.domain)")]
     Wildcard(String),
+    /// An exact entry that is not a valid device name.
     #[error("device name {text:?}: {source}")]
-    Name { text: String, source: NameError },
+    Name {
+        /// The entry as written, blanks trimmed.
+        text: String,
+        /// Why it is not a device name.
+        source: NameError,
+    },
 }
 
 /// Why a policy file or document could not be loaded at all.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The policy file cannot be read; the caller keeps the policy it had.
     #[error("{path}: cannot read policy: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The policy file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// Syntax errors fail the whole document (with line and column).
     #[error("{file}:{}:{}: invalid policy JSON: {source}", .source.line(), .source.column())]
-    Json { file: String, source: serde_json::Error },
+    Json {
+        /// Where the document came from (a path or URL), as messages name it.
+        file: String,
+        /// The parser's error; it carries the line and column.
+        source: serde_json::Error,
+    },
 }
 
 /// One entry of a policy.
@@ -108,10 +136,12 @@ impl SsidRules {
         self.replies.get(*index as usize).map(Vec::as_slice)
     }
 
+    /// Exact-name entries on this SSID.
     pub fn name_count(&self) -> usize {
         self.names.len()
     }
 
+    /// Domain (`*.domain`) entries on this SSID.
     pub fn domain_count(&self) -> usize {
         self.domains.len()
     }
@@ -150,11 +180,16 @@ pub enum Refused {
 /// What the policy says about a name on an SSID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict<'p> {
+    /// No entry at all on this SSID: not a network this policy serves.
     UnknownSsid,
+    /// The SSID has entries, but neither the name's own nor its parent domain's.
     NotAllowed,
     /// Allowed, with these reply attributes; `exact`: by its own entry, not a domain's.
     Allowed {
+        /// The reply attributes of the entry that allows the name.
         reply: &'p [ReplyAttr],
+        /// True for the name's own entry; false when only its parent domain's allows it,
+        /// so its DNS answer may still be on its way (discovery on demand).
         exact: bool,
     },
 }
@@ -192,10 +227,12 @@ impl Policy {
         }
     }
 
+    /// The rules of `ssid`, if any entry names it.
     pub fn ssid(&self, ssid: &str) -> Option<&SsidRules> {
         self.ssids.get(ssid)
     }
 
+    /// Every SSID with an entry, and its rules, in SSID order.
     pub fn ssids(&self) -> impl Iterator<Item = (&str, &SsidRules)> {
         self.ssids.iter().map(|(s, r)| (s.as_str(), r))
     }
@@ -221,6 +258,7 @@ impl Policy {
         parent(name).is_some_and(|d| self.ssids.values().any(|r| r.domains.contains_key(d)))
     }
 
+    /// No entry on any SSID: such a policy admits nobody.
     pub fn is_empty(&self) -> bool {
         self.ssids.is_empty()
     }
@@ -307,8 +345,12 @@ impl<'de> Deserialize<'de> for Policy {
 /// One problem found in a policy source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The source (a path or URL) as messages name it.
     pub file: String,
+    /// 1-based line of the entry; in JSON, of the member or, for a role-wide problem, of
+    /// the role.
     pub line: usize,
+    /// What is wrong, worded for the operator who fixes the file.
     pub reason: String,
 }
 
@@ -321,7 +363,9 @@ impl fmt::Display for Diagnostic {
 /// A loaded policy with the entries that were skipped.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
+    /// Every entry that loaded.
     pub policy: Policy,
+    /// One per entry or line skipped (or duplicated), in the order found.
     pub diagnostics: Vec<Diagnostic>,
 }
 

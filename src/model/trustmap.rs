@@ -39,14 +39,17 @@ const SHARDS: usize = 256;
 pub struct CaKeyIds(Arc<[Arc<str>]>);
 
 impl CaKeyIds {
+    /// A list of the key ids given, in their order.
     pub fn new(ids: impl IntoIterator<Item = Arc<str>>) -> CaKeyIds {
         CaKeyIds(ids.into_iter().collect())
     }
 
+    /// The key ids, each a key of the snapshot's `cas`.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|s| &**s)
     }
 
+    /// No CA listed, as in hand-made maps and in "nothing published" entries.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -100,7 +103,11 @@ fn shard_of(name: &str) -> usize {
 /// An immutable snapshot.
 #[derive(Debug, Clone)]
 pub struct TrustMap {
+    /// Which publication this is: the sync numbers each map one above the last,
+    /// continuing from the restored file after a restart; a hand-made map carries what its
+    /// file says. The metrics show it.
     pub generation: u64,
+    /// When the map was built (Unix seconds); the metrics' trust map age counts from it.
     pub generated_at: i64,
     policy: Arc<Policy>,
     shards: Arc<[Arc<Shard>]>,
@@ -119,7 +126,10 @@ impl Default for TrustMap {
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {reason}")]
 pub struct LoadError {
+    /// The file, as given.
     pub file: String,
+    /// Why it was refused: unreadable, not JSON, another format or version, or
+    /// inconsistent (a name not normalised, a chain CA missing from `cas`).
     pub reason: String,
 }
 
@@ -207,15 +217,19 @@ impl TrustMap {
         self.with_cas_shared(Arc::new(cas))
     }
 
+    /// Like [`TrustMap::with_cas`], sharing a CA table another map holds instead of a copy.
     pub fn with_cas_shared(mut self, cas: Arc<BTreeMap<String, String>>) -> TrustMap {
         self.cas = cas;
         self
     }
 
+    /// The CA certificates (PEM by key id, hex) the entries' chains refer to, persisted
+    /// with the map so a restart can install them again before DNS answers.
     pub fn cas(&self) -> &BTreeMap<String, String> {
         &self.cas
     }
 
+    /// The CA table itself, for a later map to share without copying it.
     pub fn shared_cas(&self) -> Arc<BTreeMap<String, String>> {
         self.cas.clone()
     }
@@ -230,10 +244,12 @@ impl TrustMap {
         self.entry(name).map(|e| &e.associations[..]).unwrap_or(&[])
     }
 
+    /// The policy the map was built under: which names may join which SSID.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
+    /// The policy itself, for another map built on it to share without copying it.
     pub fn shared_policy(&self) -> Arc<Policy> {
         self.policy.clone()
     }
@@ -243,6 +259,7 @@ impl TrustMap {
         self.shards.iter().map(|s| s.len()).sum()
     }
 
+    /// Certificate associations over all names (for status and metrics; walks every entry).
     pub fn association_count(&self) -> usize {
         self.entries().map(|(_, e)| e.associations.len()).sum()
     }
@@ -252,6 +269,7 @@ impl TrustMap {
         self.shards.iter().flat_map(|s| s.iter())
     }
 
+    /// The snapshot file's content, as [`TrustMap::write_json`] writes it.
     pub fn to_json(&self) -> String {
         let mut out = Vec::new();
         // Writing into memory cannot fail.

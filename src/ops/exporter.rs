@@ -36,8 +36,12 @@ pub const DEFAULT_STATUS_LIMIT: usize = 1000;
 pub struct Sources {
     /// The instance name (`rust`, `guests`): the `instance` label.
     pub instance: String,
+    /// The request path's decision counters, by stage, result and reason.
     pub decisions: Arc<DecisionCounters>,
+    /// The cell requests read: the trust map's generation and age come from it.
     pub snapshot: Arc<SnapshotCell>,
+    /// The sync's counters and per-name view; None without `policy` (no sync metrics,
+    /// no names in `/status`).
     pub sync: Option<SyncHandle>,
 }
 
@@ -50,12 +54,21 @@ impl std::fmt::Debug for Sources {
 /// Why the listener did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ExporterError {
+    /// The address cannot be bound: the port is taken, or the address is not this host's.
     #[error("metrics listener on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// `metrics_address` and `metrics_port`.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The bound socket could not be made non-blocking or tell its address.
     #[error("metrics listener: {0}")]
     Listener(#[source] std::io::Error),
+    /// The listener's event loop could not be created (the system refused its resources).
     #[error("metrics listener runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The listener's thread could not be spawned.
     #[error("metrics listener thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -90,6 +103,8 @@ impl Exporter {
         self.addr
     }
 
+    /// Stops serving, drops open connections and waits for the thread. Idempotent; drop
+    /// calls it too.
     pub fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -18,15 +18,30 @@ use crate::request::presented::{CaptureError, PresentedCert};
 /// Why a request was rejected. The `Display` text is what operators grep for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
+    /// No trust map has loaded yet (no readable file, no publication from the sync):
+    /// every request is rejected until one does.
     NoTrustMap,
+    /// User-Name is absent, not UTF-8, or not a valid device name.
     InvalidName,
+    /// Called-Station-Id is absent or carries no SSID after the MAC address: the NAS must
+    /// send `MAC:SSID`.
     NoSsid,
+    /// The policy has no entry on this SSID.
     UnknownSsid,
+    /// The policy lists neither the name nor its parent domain on this SSID.
     NameNotAllowed,
     /// The certificate the client proved is not available (or not consistent).
     Capture(CaptureError),
+    /// No usable certificate association is known for the name: DNS published none the
+    /// sync could authenticate, or the last good one was dropped (withdrawn, past
+    /// `max_stale`, expired).
     NotPublished,
+    /// The name is allowed only through its domain and its first lookup is not done yet;
+    /// the supplicant's retry is admitted once the answer is in.
     DiscoveryPending,
+    /// The name has associations, but none names the certificate the client proved: a
+    /// certificate DNS does not publish for the name (another organisation's CA signing
+    /// for it, or a device whose records are out of date).
     NoAssociationMatch,
 }
 
@@ -81,7 +96,11 @@ impl Reason {
 /// The inputs of one request.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
+    /// User-Name as received: the device name the client claims (attacker-controlled;
+    /// the check validates and normalises it). None when absent or not UTF-8.
     pub user_name: Option<&'a str>,
+    /// Called-Station-Id as received (`MAC:SSID`), where the SSID comes from. None when
+    /// absent or not UTF-8.
     pub called_station_id: Option<&'a str>,
     /// The certificate the TLS hook captured, or why there is none.
     pub cert: Result<PresentedCert<'a>, CaptureError>,
@@ -96,13 +115,20 @@ impl Default for Request<'_> {
 /// The outcome. On accept, `reply` lists the attributes of the SSID's role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'m> {
-    Accept { reply: &'m [ReplyAttr] },
+    /// The name is allowed on the SSID and the certificate is one DNS publishes for it.
+    Accept {
+        /// The reply attributes of the policy entry that allows the name (borrowed from
+        /// the snapshot).
+        reply: &'m [ReplyAttr],
+    },
+    /// Refused, for the first check that failed.
     Reject(Reason),
 }
 
-/// The SSID of a Called-Station-Id (`MAC:SSID` or `MAC-with-dashes:SSID`): the text after
-/// the first ':' — which is why a colon-separated MAC cannot carry an SSID, and why an
-/// SSID may itself contain ':'. None when there is no SSID.
+/// The SSID of a Called-Station-Id (`MAC:SSID`, the MAC with dashes, colons or neither):
+/// the text after the MAC address, so an SSID may itself contain ':'. A colon-separated
+/// MAC ends after its sixth octet; any other form at the first ':'. None when there is no
+/// SSID.
 pub fn ssid_of(called_station_id: &str) -> Option<&str> {
     let (mac, ssid) = called_station_id.split_once(':')?;
     // `aa:bb:cc:dd:ee:ff` with no SSID would otherwise read as SSID "bb:cc:dd:ee:ff".

@@ -9,13 +9,18 @@ use crate::request::check::{Decision, Reason};
 /// virtual server during the handshake, then post-auth), so each has its own counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// The check-eap-tls virtual server, during the handshake: a reject there fails
+    /// EAP-TLS itself.
     TlsCheck,
+    /// Post-auth of the server the NAS talks to, once EAP is done.
     PostAuth,
 }
 
 impl Stage {
+    /// Every stage, in the order metrics and `/status` list them.
     pub const ALL: [Stage; 2] = [Stage::TlsCheck, Stage::PostAuth];
 
+    /// The `stage` label of the metrics and the key in `/status`.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::TlsCheck => "tls_check",
@@ -35,6 +40,7 @@ struct StageCounters {
 pub struct DecisionCounters([StageCounters; 2]);
 
 impl DecisionCounters {
+    /// Counts one decision made at `stage`: one relaxed atomic increment.
     pub fn count(&self, stage: Stage, decision: &Decision<'_>) {
         let c = &self.0[stage as usize];
         match decision {
@@ -43,6 +49,7 @@ impl DecisionCounters {
         };
     }
 
+    /// Accepts at `stage` since the instance started.
     pub fn accepted(&self, stage: Stage) -> u64 {
         self.0[stage as usize].accepted.load(Ordering::Relaxed)
     }

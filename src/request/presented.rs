@@ -41,6 +41,8 @@ pub struct PresentedCert<'a> {
     /// of the chain each, the digest sizes checked.
     lists: [&'a [&'a [u8]]; 4],
     san_dns: &'a [&'a [u8]],
+    /// Whether this conversation's handshake captured it or a resumed session restored
+    /// it; the decision log line shows it, the check does not depend on it.
     pub source: Source,
 }
 
@@ -58,12 +60,21 @@ pub enum CaptureError {
 /// The raw values of the captured attributes, in list order.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawCapture<'a> {
+    /// Where the shim found the attributes; None when nowhere (or a source this build
+    /// does not know), which makes the capture absent.
     pub source: Option<Source>,
+    /// `Rlm-Rust-Cert-SHA256`: per certificate of the verified chain, presented first.
     pub cert_sha256: &'a [&'a [u8]],
+    /// `Rlm-Rust-Cert-SHA512`: per certificate, in the same order.
     pub cert_sha512: &'a [&'a [u8]],
+    /// `Rlm-Rust-SPKI-SHA256`: per certificate, of its SubjectPublicKeyInfo.
     pub spki_sha256: &'a [&'a [u8]],
+    /// `Rlm-Rust-SPKI-SHA512`: per certificate, of its SubjectPublicKeyInfo.
     pub spki_sha512: &'a [&'a [u8]],
+    /// `Rlm-Rust-Cert-SAN-DNS`: the presented certificate's dNSNames, byte for byte.
     pub san_dns: &'a [&'a [u8]],
+    /// `Rlm-Rust-Chain-Length`: how many certificates the hook recorded; None when the
+    /// attribute is absent.
     pub chain_length: Option<i64>,
 }
 
@@ -148,8 +159,11 @@ fn fixed<const N: usize>(value: &[u8]) -> &[u8; N] {
 /// `explain`, tests and benches, which then borrow a [`PresentedCert`] from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapturedChain {
+    /// Each certificate's digests, leaf first, trust anchor last.
     pub chain: Vec<OwnedDigests>,
+    /// The leaf's SAN dNSNames, as bytes.
     pub san_dns: Vec<Vec<u8>>,
+    /// Where the capture claims to come from ([`CapturedChain::of`] says a handshake).
     pub source: Source,
 }
 

@@ -32,12 +32,19 @@ pub const DIR_MODE: u32 = 0o755;
 /// Why a CA was refused or the set could not be stored or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum CaSetError {
-    /// Not basicConstraints CA:TRUE.
+    /// Neither basicConstraints CA:TRUE nor self-signed (a DANE-EE device certificate
+    /// that is its own anchor): it could issue nothing a handshake needs.
     #[error("{subject} is neither a CA certificate nor a self-signed device certificate")]
-    NotCa { subject: String },
+    NotCa {
+        /// The certificate's subject, printed as radiusd prints it.
+        subject: String,
+    },
     /// No Subject Key Identifier: the set (and the AKI walk) needs one.
     #[error("CA {subject} has no subject key identifier")]
-    NoKeyId { subject: String },
+    NoKeyId {
+        /// The certificate's subject, printed as radiusd prints it.
+        subject: String,
+    },
     /// Probable attack: a certificate with this subject DN and key id but a different
     /// public key is in the set. OpenSSL could not tell them apart when it looks for the
     /// issuer of a certificate naming that DN and key id.
@@ -45,18 +52,39 @@ pub enum CaSetError {
         "CA {subject} (key id {key_id}) refused: a CA with that subject DN and key id \
          but a different key is already in the set"
     )]
-    IdentityCollision { subject: String, key_id: String },
+    IdentityCollision {
+        /// The refused certificate's subject, printed as radiusd prints it.
+        subject: String,
+        /// The contested key id, dashed hex.
+        key_id: String,
+    },
+    /// Reading or writing `ca_path`, a file in it or the bundle failed; the set radiusd
+    /// reads may be behind until the next write.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A `<hash>.N` file in `ca_path` holds no PEM certificate, or one that does not parse.
     #[error("{path}: not a certificate file: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// OpenSSL's reason, or what is missing.
+        message: String,
+    },
     /// A certificate loaded from `path` was refused.
     #[error("{path}: {error}")]
     InFile {
+        /// The `<hash>.N` file it was read from.
         path: PathBuf,
+        /// Why the certificate was refused.
         #[source]
         error: Box<CaSetError>,
     },
+    /// An OpenSSL call failed (reading a key, encoding): no verdict on the certificate.
     #[error("OpenSSL: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
 }
@@ -95,13 +123,14 @@ pub struct CaSet {
 }
 
 impl CaSet {
+    /// An empty set.
     pub fn new() -> CaSet {
         CaSet::default()
     }
 
-    /// Adds a CA. Refuses one whose key id or subject DN (compared as OpenSSL compares
-    /// names, so case or string-type variants do not slip through) already belongs to a
-    /// different public key. The same key re-issued is accepted; the same certificate
+    /// Adds a CA. Refuses one whose key id and subject DN together (the DN compared as
+    /// OpenSSL compares names, so case or string-type variants do not slip through) already
+    /// belong to a different public key. The same key re-issued is accepted; the same certificate
     /// twice is a no-op.
     pub fn insert(&mut self, cert: X509) -> Result<(), CaSetError> {
         if let Some(key_id) = self.check(&cert)? {
@@ -113,7 +142,7 @@ impl CaSet {
     }
 
     /// Adds every CA of `cas` (e.g. a chain's CAs) or none: a chain is only useful whole
-    /// (invariant 2), so a refused CA must not leave its siblings behind.
+    /// (ARCHITECTURE.md, invariant 5), so a refused CA must not leave its siblings behind.
     pub fn insert_all(&mut self, cas: &[X509]) -> Result<(), CaSetError> {
         let mut next = self.clone();
         for ca in cas {
@@ -161,6 +190,7 @@ impl CaSet {
         self.by_key_id.values().map(Vec::len).sum()
     }
 
+    /// No certificate: written out, it lets no client chain verify through `ca_path`.
     pub fn is_empty(&self) -> bool {
         self.by_key_id.is_empty()
     }
