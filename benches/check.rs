@@ -24,6 +24,7 @@
 //! `cargo bench --bench check`; `RLM_BENCH_CHECK_NAMES` (default `100000,1000000`) sets the
 //! map sizes. Under `cargo test` every benchmark runs once against a 1,000-name map and
 //! nothing is timed.
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 #![allow(unsafe_code)] // a counting allocator and malloc_trim
 
 use testkit::capki;
