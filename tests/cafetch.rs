@@ -11,6 +11,7 @@ use capki::{issue, Spec};
 use https::{DeadListener, HttpsServer, Route, WebPki};
 use rlm_rust::model::pki::dashed_hex;
 use rlm_rust::sync::cafetch::{CaFetcher, FetchConfig, FetchError};
+use rlm_rust::sync::https::HttpError;
 
 const CARS: &str = "device.cars.example";
 const METERS: &str = "device.meters.example";
@@ -147,7 +148,7 @@ async fn streamed_50_mb_body_is_cut_off_at_the_limit() {
     lab.server.route(&path, Route::Huge { bytes: 50 * 1024 * 1024, declare_length: false });
     let t0 = Instant::now();
     let e = lab.fetcher().fetch(CARS, &key_id).await.unwrap_err();
-    assert!(matches!(e, FetchError::TooLarge { limit: 65536, .. }), "{e:?}");
+    assert!(matches!(e, FetchError::Http(HttpError::TooLarge { limit: 65536, .. })), "{e:?}");
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     // Give the server a moment to notice the closed connection, then check it could not
     // push the whole body: the client stopped reading at the limit.
@@ -166,7 +167,7 @@ async fn announced_huge_body_is_refused_before_reading() {
     let key_id = [0x51; 20];
     lab.server.route(&dashed_path(&key_id), Route::Huge { bytes: 50 * 1024 * 1024, declare_length: true });
     let e = lab.fetcher().fetch(CARS, &key_id).await.unwrap_err();
-    assert!(matches!(e, FetchError::TooLarge { .. }), "{e:?}");
+    assert!(matches!(e, FetchError::Http(HttpError::TooLarge { .. })), "{e:?}");
 }
 
 #[tokio::test]
@@ -177,7 +178,7 @@ async fn redirect_to_itself_is_refused_without_following() {
     lab.server.route(&path, Route::RedirectSelf);
     let e = lab.fetcher().fetch(CARS, &key_id).await.unwrap_err();
     match &e {
-        FetchError::Redirect { location, .. } => assert_eq!(location.as_deref(), Some(&path[..])),
+        FetchError::Http(HttpError::Redirect { location, .. }) => assert_eq!(location.as_deref(), Some(&path[..])),
         other => panic!("expected Redirect, got {other:?}"),
     }
     assert_eq!(lab.server.hits(&path), 1, "the redirect must not be followed");
@@ -192,7 +193,7 @@ async fn stalled_server_times_out() {
     let f = CaFetcher::new(lab.config(Duration::from_millis(800))).unwrap();
     let t0 = Instant::now();
     let e = f.fetch(CARS, &key_id).await.unwrap_err();
-    assert!(matches!(e, FetchError::Timeout { .. }), "{e:?}");
+    assert!(matches!(e, FetchError::Http(HttpError::Timeout { .. })), "{e:?}");
     assert!(e.to_string().contains("31-31-31-31.pem"), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }
@@ -203,7 +204,7 @@ async fn connection_closed_without_answer_is_a_transport_error() {
     let key_id = [0x32; 4];
     lab.server.route(&dashed_path(&key_id), Route::Close);
     let e = lab.fetcher().fetch(CARS, &key_id).await.unwrap_err();
-    assert!(matches!(e, FetchError::Transport { .. }), "{e:?}");
+    assert!(matches!(e, FetchError::Http(HttpError::Transport { .. })), "{e:?}");
     assert!(e.to_string().contains("32-32-32-32.pem"), "{e}");
 }
 
@@ -216,7 +217,7 @@ async fn port_that_accepts_then_closes_is_a_transport_error() {
     cfg.host_overrides.insert(CARS.to_string(), dead.addr);
     let t0 = Instant::now();
     let e = CaFetcher::new(cfg).unwrap().fetch(CARS, &[0x33; 4]).await.unwrap_err();
-    assert!(matches!(e, FetchError::Transport { .. }), "{e:?}");
+    assert!(matches!(e, FetchError::Http(HttpError::Transport { .. })), "{e:?}");
     assert!(t0.elapsed() < Duration::from_secs(3));
 }
 
@@ -233,7 +234,7 @@ async fn server_with_an_untrusted_certificate_is_refused() {
     let e = CaFetcher::new(cfg).unwrap().fetch(CARS, &ca.ski()).await.unwrap_err();
     eprintln!("{e}");
     match &e {
-        FetchError::Transport { message, .. } => {
+        FetchError::Http(HttpError::Transport { message, .. }) => {
             assert!(message.to_lowercase().contains("certificate"), "{message}")
         }
         other => panic!("expected Transport, got {other:?}"),

@@ -112,42 +112,11 @@ pub enum FetchError {
         /// entry), any other as definitive.
         status: u16,
     },
-    /// A 3xx answer. Redirects are never followed: the CA must be at the well-known URL of
-    /// the authority host itself (this also ends redirect loops at the first hop).
-    #[error(
-        "{url}: redirect to {} refused (CA certificates must be served directly)",
-        .location.as_deref().unwrap_or("<no Location>")
-    )]
-    Redirect {
-        /// The URL asked.
-        url: String,
-        /// Where the host tried to send the fetch (`Location`), if it said.
-        location: Option<String>,
-    },
-    /// The body (announced or received) exceeds the limit; reading stopped there.
-    #[error("{url}: body larger than {limit} bytes, not read further")]
-    TooLarge {
-        /// The URL asked.
-        url: String,
-        /// The body limit in bytes (`https_max_body`).
-        limit: usize,
-    },
-    /// The request did not complete within the timeout.
-    #[error("{url}: no complete answer within {after:?}")]
-    Timeout {
-        /// The URL asked.
-        url: String,
-        /// The budget that ran out (`https_timeout`).
-        after: Duration,
-    },
-    /// Connection, TLS or HTTP protocol failure.
-    #[error("{url}: {message}")]
-    Transport {
-        /// The URL asked.
-        url: String,
-        /// The underlying cause (refused, reset, certificate not trusted by the web roots).
-        message: String,
-    },
+    /// The HTTPS request itself failed: a redirect (never followed: the CA must be at the
+    /// well-known URL of the authority host itself), a body over `https_max_body`, no
+    /// answer within `https_timeout`, or a connection, TLS or protocol failure.
+    #[error(transparent)]
+    Http(HttpError),
     /// The body is not a certificate (HTML page, garbage, empty).
     #[error("{url}: not a certificate: {message}")]
     Parse {
@@ -389,10 +358,7 @@ impl From<HttpError> for FetchError {
     fn from(e: HttpError) -> Self {
         match e {
             HttpError::Config(m) => FetchError::Config(m),
-            HttpError::Redirect { url, location } => FetchError::Redirect { url, location },
-            HttpError::TooLarge { url, limit } => FetchError::TooLarge { url, limit },
-            HttpError::Timeout { url, after } => FetchError::Timeout { url, after },
-            HttpError::Transport { url, message } => FetchError::Transport { url, message },
+            other => FetchError::Http(other),
         }
     }
 }

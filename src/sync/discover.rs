@@ -31,6 +31,7 @@ use crate::sync::cafetch::{CaFetcher, FetchError};
 use crate::sync::chain::{self, ChainError, ChainLimits};
 use crate::sync::dns::resolver::TlsaResolver;
 use crate::sync::dns::tlsa::{classify, RecordUse, TlsaAnswer, TlsaRecord};
+use crate::sync::https::HttpError;
 use crate::sync::registry::{Registry, RegistryVerdict};
 
 /// A successful discovery of one name.
@@ -421,7 +422,8 @@ fn same_cert(a: &X509, b: &X509) -> bool {
 fn chain_error_is_transient(e: &ChainError) -> bool {
     match e {
         ChainError::Fetch { error, .. } => match error {
-            FetchError::Timeout { .. } | FetchError::Transport { .. } | FetchError::RateLimited { .. } => true,
+            FetchError::Http(HttpError::Timeout { .. } | HttpError::Transport { .. })
+            | FetchError::RateLimited { .. } => true,
             FetchError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         },
