@@ -435,18 +435,23 @@ $INCLUDE sites-enabled/
     /// Returns (exit success, output).
     pub fn config_check(&self) -> (bool, String) {
         let log = self.root.join("config-check.log");
-        let f = File::create(&log).expect("log");
-        let mut child = Command::new("freeradius")
-            .args(["-C", "-X", "-l", "stdout", "-d"])
+        let mut child = self.spawn(Command::new("freeradius"), &["-C", "-X", "-l", "stdout", "-d"], &log);
+        let status = super::wait_bounded(&mut child, Duration::from_secs(30));
+        (status.is_some_and(|s| s.success()), super::read_lossy(&log))
+    }
+
+    /// Spawns `cmd` (freeradius, or a wrapper running it) with `flags` and this lab's raddb,
+    /// stdout and stderr into `log`, and no inherited module search path.
+    fn spawn(&self, mut cmd: Command, flags: &[&str], log: &Path) -> Child {
+        let f = File::create(log).expect("log");
+        cmd.args(flags)
             .arg(&self.raddb)
             .env_remove("FR_LIBRARY_PATH")
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("dup"))
             .stderr(f)
             .spawn()
-            .expect("spawn freeradius");
-        let status = super::wait_bounded(&mut child, Duration::from_secs(30));
-        (status.is_some_and(|s| s.success()), super::read_lossy(&log))
+            .expect("spawn freeradius")
     }
 
     /// Starts `freeradius -X` and waits (bounded) for "Ready to process requests".
@@ -466,10 +471,9 @@ $INCLUDE sites-enabled/
                 self.render();
             }
             let log = self.root.join(format!("radiusd-{attempt}.log"));
-            let f = File::create(&log).expect("log");
             let flags: &[&str] =
                 if self.opts.debug { &["-X", "-f", "-l", "stdout", "-d"] } else { &["-f", "-l", "stdout", "-d"] };
-            let mut cmd = match wrapper.split_first() {
+            let cmd = match wrapper.split_first() {
                 Some((program, args)) => {
                     let mut c = Command::new(program);
                     c.args(args).arg("freeradius");
@@ -477,15 +481,7 @@ $INCLUDE sites-enabled/
                 }
                 None => Command::new("freeradius"),
             };
-            let child = cmd
-                .args(flags)
-                .arg(&self.raddb)
-                .env_remove("FR_LIBRARY_PATH")
-                .stdin(Stdio::null())
-                .stdout(f.try_clone().expect("dup"))
-                .stderr(f)
-                .spawn()
-                .expect("spawn freeradius");
+            let child = self.spawn(cmd, flags, &log);
             let mut rd = Radiusd { child: Some(child), log };
             let ready = super::poll_until(limit, || rd.log().contains("Ready to process requests") || rd.exited());
             let text = rd.log();
