@@ -445,8 +445,8 @@ impl Card {
                     return sw(0x6A88);
                 };
                 let mode = tags.get(&0xA1).and_then(|m| m.first().copied()).unwrap_or(0x03);
-                let hash_ok = tags.get(&0x91).map_or(true, |h| h.last() == Some(&0x01));
-                let alg_ok = tags.get(&0x92).map_or(true, |a| a.as_slice() == [0x04]);
+                let hash_ok = tags.get(&0x91).is_none_or(|h| h.last() == Some(&0x01));
+                let alg_ok = tags.get(&0x92).is_none_or(|a| a.as_slice() == [0x04]);
                 if !hash_ok || !alg_ok || !matches!(mode, 0x01 | 0x03) {
                     return sw(0x6A80);
                 }

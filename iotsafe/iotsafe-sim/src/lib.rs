@@ -90,7 +90,7 @@ impl Sim {
 
     /// True once the serving thread ended (reader closed or card removed by a fault).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Pulls the card: closes the vpcd connection and waits for the thread.
