@@ -4,8 +4,9 @@
 //! (`fuzz/src/rlm.rs`), so a bug a fuzzer found stays fixed where cargo-fuzz is not
 //! installed. The IoT SAFE targets are replayed by `iotsafe/iotsafe/tests/fuzz_regressions.rs`.
 
+// The fuzz crate is a workspace of its own (built by cargo-fuzz with a sanitizer), so the
+// invariants are one source file both compile rather than a crate in two workspaces.
 #[path = "../fuzz/src/rlm.rs"]
-#[allow(dead_code)]
 mod rlm;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

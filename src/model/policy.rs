@@ -461,9 +461,9 @@ pub fn parse_lines(text: &str, file: &str) -> Loaded {
 
 #[derive(Deserialize)]
 struct JsonPolicy<'a> {
-    #[serde(default)]
-    #[allow(dead_code)] // informational: the policy's own name
-    name: Option<String>,
+    /// The policy's own name: informational, but it must be a string if present.
+    #[serde(default, rename = "name")]
+    _name: Option<String>,
     #[serde(borrow)]
     roles: Vec<&'a serde_json::value::RawValue>,
 }

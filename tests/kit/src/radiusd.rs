@@ -226,7 +226,7 @@ impl Lab {
     pub fn render(&self) {
         let o = &self.opts;
         let radiusd_conf = format!(
-            r#"# Throwaway radiusd.conf written by tests/support/radiusd.rs
+            r#"# Throwaway radiusd.conf written by the test kit (tests/kit/src/radiusd.rs)
 prefix = /usr
 exec_prefix = /usr
 sysconfdir = /etc

@@ -1,8 +1,6 @@
 //! Shared harness: a private pcscd with the vpcd reader, simulated cards in
 //! its slots, and the `iotsafe` binary run with a timeout.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
