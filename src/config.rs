@@ -154,8 +154,24 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Conf
         user_name: take.boolean("reply_user_name", true)?,
         organisation_attribute: take.string("organisation_attribute"),
     };
+    let metrics = metrics_listener(&mut take)?;
+    let sync = sync_options(&mut take)?;
+    for k in SHIM_KEYS {
+        take.map.remove(k);
+    }
+    if let Some(k) = take.map.keys().min() {
+        return Err(ConfigError::Unknown(k.to_string()));
+    }
+    if let Some(s) = &sync {
+        check_consistent(s)?;
+    }
+    Ok(Config { name: name.to_owned(), trust_map, reload_interval, reply, metrics, sync })
+}
+
+/// The metrics listener (`metrics_port`, `metrics_address`; default loopback), if any.
+fn metrics_listener(take: &mut Taker<'_>) -> Result<Option<SocketAddr>, ConfigError> {
     let metrics_address = take.string("metrics_address");
-    let metrics = match take.string("metrics_port") {
+    Ok(match take.string("metrics_port") {
         None => None,
         Some(port) => {
             let port: u16 = port.parse().map_err(|_| ConfigError::BadValue {
@@ -171,8 +187,12 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Conf
             })?;
             Some(SocketAddr::new(ip, port))
         }
-    };
-    let sync = match take.string("policy") {
+    })
+}
+
+/// The DNS sync's options, present when `policy` is set.
+fn sync_options(take: &mut Taker<'_>) -> Result<Option<SyncConfig>, ConfigError> {
+    Ok(match take.string("policy") {
         None => None,
         Some(policy) => {
             let policy = PolicySource::parse(&policy)?;
@@ -213,22 +233,18 @@ pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Config, Conf
                 persist_interval: take.duration("persist_interval", Duration::from_secs(5))?,
             })
         }
-    };
-    for k in SHIM_KEYS {
-        take.map.remove(k);
+    })
+}
+
+/// Values each valid on their own that do not fit together.
+fn check_consistent(s: &SyncConfig) -> Result<(), ConfigError> {
+    if s.min_interval > s.max_interval {
+        return Err(ConfigError::Inconsistent("min_interval is larger than max_interval"));
     }
-    if let Some(k) = take.map.keys().min() {
-        return Err(ConfigError::Unknown(k.to_string()));
+    if s.name_timeout.is_zero() {
+        return Err(ConfigError::Inconsistent("name_timeout must be above 0"));
     }
-    if let Some(s) = &sync {
-        if s.min_interval > s.max_interval {
-            return Err(ConfigError::Inconsistent("min_interval is larger than max_interval"));
-        }
-        if s.name_timeout.is_zero() {
-            return Err(ConfigError::Inconsistent("name_timeout must be above 0"));
-        }
-    }
-    Ok(Config { name: name.to_owned(), trust_map, reload_interval, reply, metrics, sync })
+    Ok(())
 }
 
 struct Taker<'a> {
