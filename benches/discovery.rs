@@ -48,7 +48,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,13 +113,7 @@ struct Stopwatch {
 
 impl Stopwatch {
     fn start(server_port: u16) -> Stopwatch {
-        let front = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
-        let back = UdpSocket::bind("127.0.0.1:0").expect("bind relay upstream");
-        back.connect(("127.0.0.1", server_port)).expect("connect upstream");
-        for s in [&front, &back] {
-            s.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
-        }
-        let port = front.local_addr().expect("addr").port();
+        let (front, back, port) = testkit::relay::loopback_pair(server_port, Duration::from_millis(20));
         let state = Arc::new(RelayState::default());
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         let up = {

@@ -141,16 +141,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            if let Ok(None) = c.try_wait() {
-                // SAFETY: kill(2) on our own child, not yet reaped.
-                unsafe {
-                    libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-                }
-                // On timeout wait_bounded SIGKILLs and reaps it.
-                let _ = testkit::wait_bounded(&mut c, Duration::from_secs(5));
-            } else {
-                let _ = c.wait();
-            }
+            testkit::terminate(&mut c, Duration::from_secs(5));
         }
     }
 }

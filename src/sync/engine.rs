@@ -109,7 +109,7 @@ pub fn discoverer(cfg: &SyncConfig) -> Result<Discoverer, EngineError> {
         timeout: cfg.dns_timeout,
         dns_over_tls: cfg.dns_over_tls.as_ref().map(|server_name| DotConfig {
             server_name: server_name.clone(),
-            ca_file: cfg.dns_tls_ca.clone().unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt")),
+            ca_file: cfg.dns_tls_ca.clone().unwrap_or_else(|| PathBuf::from(crate::sync::https::DEFAULT_ROOTS)),
         }),
         ..DnsConfig::default()
     };

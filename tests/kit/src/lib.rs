@@ -66,6 +66,23 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Asks `child` to stop (SIGTERM) and waits at most `limit` for it; then SIGKILLs and
+/// reaps it. Returns how it ended (None: it had to be killed). A child already gone is
+/// only reaped.
+pub fn terminate(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: kill(2) on the pid of our own child, not yet reaped (try_wait saw it
+    // running), so the pid cannot have been reused.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    wait_bounded(child, limit)
+}
+
 /// Polls `cond` every 50 ms until it holds or `limit` passes. Returns whether it held.
 pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;

@@ -589,26 +589,13 @@ impl Radiusd {
     /// code (None when it had to be killed or died of a signal).
     pub fn stop_waiting(&mut self, limit: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
-        // SAFETY: plain kill(2) on the pid of our own child, not yet reaped.
-        unsafe {
-            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-        }
-        super::wait_bounded(&mut c, limit).and_then(|s| s.code())
+        super::terminate(&mut c, limit).and_then(|s| s.code())
     }
 
     /// Stops radiusd: SIGTERM, up to 5 s to exit, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            if let Ok(None) = c.try_wait() {
-                // SAFETY: plain kill(2) on the pid of our own child, not yet reaped.
-                unsafe {
-                    libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-                }
-                // On timeout wait_bounded SIGKILLs and reaps it.
-                let _ = super::wait_bounded(&mut c, Duration::from_secs(5));
-            } else {
-                let _ = c.wait();
-            }
+            super::terminate(&mut c, Duration::from_secs(5));
         }
     }
 }

@@ -9,6 +9,20 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The two loopback sockets of a UDP relay to 127.0.0.1:`server_port`: `front` (bound to
+/// a free port, returned with it) takes the client's packets, `back` is connected to the
+/// server. Both wake every `poll` so the relay threads can notice a stop.
+pub fn loopback_pair(server_port: u16, poll: Duration) -> (UdpSocket, UdpSocket, u16) {
+    let front = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
+    let back = UdpSocket::bind("127.0.0.1:0").expect("bind relay upstream");
+    back.connect(("127.0.0.1", server_port)).expect("connect upstream");
+    for s in [&front, &back] {
+        s.set_read_timeout(Some(poll)).expect("timeout");
+    }
+    let port = front.local_addr().expect("addr").port();
+    (front, back, port)
+}
+
 /// RADIUS code of Access-Accept.
 const ACCESS_ACCEPT: u8 = 2;
 
@@ -32,13 +46,7 @@ impl Relay {
     /// Relays 127.0.0.1:<new port> <-> 127.0.0.1:`server_port`. Once an Access-Accept has
     /// passed, further supplicant packets wait until [`Relay::release`].
     pub fn hold_after_first_accept(server_port: u16) -> Relay {
-        let front = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
-        let back = UdpSocket::bind("127.0.0.1:0").expect("bind relay upstream");
-        back.connect(("127.0.0.1", server_port)).expect("connect upstream");
-        for s in [&front, &back] {
-            s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
-        }
-        let port = front.local_addr().expect("addr").port();
+        let (front, back, port) = loopback_pair(server_port, Duration::from_millis(50));
         let gate = Arc::new(Gate::default());
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
 
