@@ -187,8 +187,9 @@ struct Skip {
 }
 
 impl Skip {
-    fn definitive(reason: String) -> Skip {
-        Skip { reason, transient: false }
+    /// A failure asking again will not change (the reason as the operator reads it).
+    fn definitive(reason: impl fmt::Display) -> Skip {
+        Skip { reason: reason.to_string(), transient: false }
     }
 }
 
@@ -273,7 +274,7 @@ impl Discoverer {
         match classify(record) {
             RecordUse::Unusable { reason } => Err(Skip::definitive(reason)),
             RecordUse::DaneEe { .. } if !secure => {
-                Err(Skip::definitive("DANE-EE (usage 3) needs a DNSSEC-secure answer; this one is insecure".into()))
+                Err(Skip::definitive("DANE-EE (usage 3) needs a DNSSEC-secure answer; this one is insecure"))
             }
             RecordUse::DaneEe { selector: Selector::Cert, matching: Matching::Full } => {
                 self.dane_ee_certificate(name, record, now).await
@@ -282,18 +283,17 @@ impl Discoverer {
                 if self.registry.required() {
                     return Err(Skip::definitive(
                         "the IoT Registry is required, and this record carries no certificate whose CN names \
-                         its registry entry"
-                            .into(),
+                         its registry entry",
                     ));
                 }
                 let association = Association::from_data(Usage::DaneEe, selector, matching, &record.data, None)
-                    .map_err(|e| Skip::definitive(e.to_string()))?;
+                    .map_err(Skip::definitive)?;
                 let summary = format!("{association} (DNSSEC)");
                 Ok(Found { association, ca_set: Vec::new(), summary })
             }
             RecordUse::PkixCd => self.pkix_cd(name, record, now).await,
             RecordUse::DaneTa { .. } if !secure => {
-                Err(Skip::definitive("DANE-TA (usage 2) needs a DNSSEC-secure answer; this one is insecure".into()))
+                Err(Skip::definitive("DANE-TA (usage 2) needs a DNSSEC-secure answer; this one is insecure"))
             }
             RecordUse::DaneTa { selector, matching } => self.dane_ta(name, record, selector, matching, now).await,
         }
@@ -312,8 +312,8 @@ impl Discoverer {
         matching: Matching,
         now: i64,
     ) -> Result<Found, Skip> {
-        let association = Association::from_data(Usage::DaneTa, selector, matching, &record.data, None)
-            .map_err(|e| Skip::definitive(e.to_string()))?;
+        let association =
+            Association::from_data(Usage::DaneTa, selector, matching, &record.data, None).map_err(Skip::definitive)?;
         let host = name::authority_host(name);
         let anchor = match (selector, matching) {
             (Selector::Cert, Matching::Full) => Some(certificate(record)?),
@@ -366,10 +366,10 @@ impl Discoverer {
             .await
             .map_err(|e| Skip { transient: chain_error_is_transient(&e), reason: format!("chain: {e}") })?;
         self.check_registry(&leaf).await?;
-        let not_after = pki::unix_time(leaf.not_after()).map_err(|e| Skip::definitive(e.to_string()))?;
+        let not_after = pki::unix_time(leaf.not_after()).map_err(Skip::definitive)?;
         let association =
             Association::from_data(Usage::PkixCd, Selector::Cert, Matching::Full, &record.data, Some(not_after))
-                .map_err(|e| Skip::definitive(e.to_string()))?;
+                .map_err(Skip::definitive)?;
         let summary = format!("{association}: {} via {}", pki::oneline(leaf.subject_name()), describe(chain.cas()));
         self.known.learn(chain.cas());
         Ok(Found { association, ca_set: chain.cas().to_vec(), summary })
@@ -380,7 +380,7 @@ impl Discoverer {
         let leaf = certificate(record)?;
         self.check_registry(&leaf).await?;
         let association = Association::from_data(Usage::DaneEe, Selector::Cert, Matching::Full, &record.data, None)
-            .map_err(|e| Skip::definitive(e.to_string()))?;
+            .map_err(Skip::definitive)?;
         let subject = pki::oneline(leaf.subject_name());
         if pki::is_self_signed_root(&leaf) {
             let summary = format!("{association} (DNSSEC): {subject}, self-signed, its own anchor in the CA set");
